@@ -1,0 +1,445 @@
+"""The `hrm-mlir` command line: a thin layer over the library.
+
+Every subcommand parses its flags, calls one library function per stage and prints what it did.
+User mistakes end in one line on stderr naming the file and the problem (exit 2); `--debug`
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from hrm_mlir.config import DType, Entry, OutputType, _ChoiceEnum
+from hrm_mlir.errors import HrmMlirError
+
+EXIT_USER_ERROR = 2
+EXIT_VERIFY_FAILED = 1
+# Piped output (logs, CI, tests) gets wide lines instead of rich's 80-column default.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+def _choice(enum: type[_ChoiceEnum]) -> Callable[[str], _ChoiceEnum]:
+    def parse(value: str) -> _ChoiceEnum:
+        try:
+            return enum.parse(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = enum.__name__
+    return parse
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
+
+
+def add_model_options(p: argparse.ArgumentParser, *, dtype_default: str) -> None:
+    """Options shared by the commands that export: dims, dialect, dtype, batch."""
+    p.add_argument(
+        "--seq_len",
+        "--seq-len",
+        type=_positive,
+        default=None,
+        help="puzzle length when the checkpoint cannot tell (default: from the weights or "
+        "<data_path>/train/dataset.json; published: 81 Sudoku, 900 maze/ARC)",
+    )
+    p.add_argument(
+        "--output_type",
+        "--output-type",
+        type=_choice(OutputType),
+        default=OutputType.TORCH,
+        help="MLIR dialect: " + "|".join(o.value for o in OutputType) + " (default: torch)",
+    )
+    p.add_argument(
+        "--dtype",
+        type=_choice(DType),
+        default=None,
+        help=f"forward dtype: float32|bfloat16 (default: {dtype_default})",
+    )
+    p.add_argument(
+        "--batch_size", "--batch-size", type=_positive, default=1, help="batch size (default: 1)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hrm-mlir",
+        description="Export, compile, run and verify HRM checkpoints with torch-mlir and IREE.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (default: off)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="show a checkpoint's config, dimensions and weights")
+    p.add_argument("checkpoint", type=Path, help="checkpoint directory or weights file")
+    p.add_argument("--seq_len", "--seq-len", type=_positive, default=None, help="see export")
+    p.add_argument(
+        "--json", action="store_true", help="print JSON incl. H_init/L_init (default: off)"
+    )
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", help="export a checkpoint to MLIR")
+    p.add_argument("checkpoint", type=Path, help="checkpoint directory or weights file")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, help="output .mlir (text) or .mlirbc (bytecode)"
+    )
+    add_model_options(p, dtype_default="the checkpoint's forward_dtype")
+    p.add_argument(
+        "--entry",
+        type=_choice(Entry),
+        default=Entry.STEP,
+        help="step: one ACT step (@step); act: the whole ACT loop (@act, @step, "
+        "@initial_carry; linalg-on-tensors) (default: step)",
+    )
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compile", help="compile MLIR to an IREE module (.vmfb)")
+    p.add_argument("mlir", type=Path, help="MLIR file from `export` (.mlir or .mlirbc)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .vmfb")
+    add_compile_options(p)
+    p.add_argument(
+        "--output_type",
+        "--output-type",
+        type=_choice(OutputType),
+        default=None,
+        help="dialect of the input (default: detected from its content)",
+    )
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("verify", help="compile with IREE, run, and compare with PyTorch")
+    p.add_argument("checkpoint", type=Path, help="checkpoint directory or weights file")
+    p.add_argument(
+        "--mlir", type=Path, default=None, help="verify this MLIR file (default: export one now)"
+    )
+    add_model_options(p, dtype_default="the checkpoint's forward_dtype, or the --mlir file's")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+    p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("run", help="solve puzzles with the compiled ACT loop")
+    p.add_argument("model", type=Path, help="checkpoint directory, or a .vmfb of an @act export")
+    p.add_argument("--puzzle", type=Path, required=True, help="puzzle file (sudoku, maze, ARC)")
+    p.add_argument(
+        "--family", default=None, help="sudoku|maze|arc (default: detected from the file)"
+    )
+    p.add_argument("--seq_len", "--seq-len", type=_positive, default=None, help="see export")
+    p.add_argument(
+        "--max_steps",
+        "--max-steps",
+        type=_positive,
+        default=None,
+        help="ACT step budget (default: the checkpoint's halt_max_steps)",
+    )
+    p.add_argument(
+        "--q_halt",
+        "--q-halt",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="stop each puzzle once q_halt > q_continue (default: off, upstream's eval loop)",
+    )
+    p.add_argument(
+        "--batch_size", "--batch-size", type=_positive, default=1, help="batch size (default: 1)"
+    )
+    p.add_argument(
+        "--dtype",
+        type=_choice(DType),
+        default=DType.FLOAT32,
+        help="forward dtype of a checkpoint compiled here (default: float32, fastest and exact "
+        "on CPUs without bf16 units)",
+    )
+    p.add_argument(
+        "--compare-pytorch",
+        action="store_true",
+        help="also run the PyTorch model and report agreement (default: off)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="with a .vmfb: the checkpoint for --compare-pytorch (default: none)",
+    )
+    p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def add_compile_options(p: argparse.ArgumentParser) -> None:
+    from hrm_mlir.compile import Target
+
+    p.add_argument(
+        "--target",
+        type=_choice(Target),
+        default=Target.LLVM_CPU,
+        help="IREE target: " + "|".join(t.value for t in Target) + " (default: llvm-cpu)",
+    )
+    p.add_argument("--cpu", default="host", help="llvm-cpu target CPU (default: host)")
+    p.add_argument("--cuda-arch", "--cuda_arch", default="sm_90", help="CUDA SM (default: sm_90)")
+    p.add_argument(
+        "--iree-flag",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="extra iree-compile flag, repeatable (default: none)",
+    )
+
+
+def compile_options(args: argparse.Namespace):
+    from hrm_mlir.compile import CompileOptions
+
+    return CompileOptions(
+        target=args.target,
+        cpu=args.cpu,
+        cuda_arch=args.cuda_arch,
+        extra_flags=tuple(args.iree_flag),
+    )
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from hrm_mlir.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(args.checkpoint, seq_len=args.seq_len)
+    cfg = ck.config
+    if args.json:
+        h_init, l_init = ck.initial_carry_vectors()
+        doc = {
+            "config_path": str(ck.config_path),
+            "weights_path": str(ck.weights_path),
+            "config": cfg.model_dump(mode="json"),
+            "derived": {
+                "puzzle_emb_len": cfg.puzzle_emb_len,
+                "total_seq_len": cfg.total_seq_len,
+                "head_dim": cfg.head_dim,
+                "intermediate_size": cfg.intermediate_size,
+            },
+            "seq_len_source": ck.seq_len_source,
+            "parameter_count": ck.parameter_count,
+            "dtypes": ck.dtypes,
+            "notes": ck.notes,
+            "H_init": h_init.float().tolist(),
+            "L_init": l_init.float().tolist(),
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    for note in ck.notes:
+        out.print(f"note: {note}")
+    t = Table(title=f"{ck.weights_path}", show_header=False)
+    t.add_column("field")
+    t.add_column("value")
+    for key, value in cfg.model_dump().items():
+        t.add_row(key, str(value))
+    t.add_section()
+    t.add_row("seq_len from", ck.seq_len_source)
+    t.add_row("puzzle_emb_len", str(cfg.puzzle_emb_len))
+    t.add_row("activations", f"[B, {cfg.total_seq_len}, {cfg.hidden_size}]")
+    t.add_row("SwiGLU width", str(cfg.intermediate_size))
+    t.add_row("parameters", f"{ck.parameter_count:,}")
+    t.add_row("stored dtypes", ", ".join(f"{k} x{v}" for k, v in ck.dtypes.items()))
+    out.print(t)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hrm_mlir.checkpoint import load_checkpoint
+    from hrm_mlir.export import ExportOptions, export_step
+
+    start = time.perf_counter()
+    ck = load_checkpoint(args.checkpoint, seq_len=args.seq_len)
+    for note in ck.notes:
+        out.print(f"note: {note}")
+    options = ExportOptions(
+        output_type=args.output_type, dtype=args.dtype, batch_size=args.batch_size
+    )
+    if args.entry == Entry.ACT:
+        from hrm_mlir.act import export_act
+
+        exported = export_act(ck, options)
+    else:
+        exported = export_step(ck, options)
+    path = exported.save(args.output)
+    size = path.stat().st_size / 2**20
+    out.print(
+        f"wrote {path} ({size:.1f} MiB): @{args.entry}, {exported.options.output_type}, "
+        f"{exported.options.dtype}, batch {exported.options.batch_size}, "
+        f"seq_len {exported.config.seq_len}, in {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from hrm_mlir.compile import compile_module
+
+    start = time.perf_counter()
+    options = compile_options(args)
+    vmfb = compile_module(args.mlir, args.output, options, output_type=args.output_type)
+    out.print(
+        f"wrote {args.output} ({len(vmfb) / 2**20:.1f} MiB) for {options.target}, "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from hrm_mlir.checkpoint import load_checkpoint
+    from hrm_mlir.compile import compile_module, read_functions
+    from hrm_mlir.export import ExportOptions, export_step, parse_step_signature
+    from hrm_mlir.runtime import CompiledModule
+    from hrm_mlir.verify import verify_step
+
+    ck = load_checkpoint(args.checkpoint, seq_len=args.seq_len)
+    if args.mlir is not None:
+        functions = read_functions(args.mlir)
+        if "step" not in functions:
+            raise HrmMlirError(f"{args.mlir}: no public @step function")
+        batch, dtype = parse_step_signature(functions["step"])
+        compiled = CompiledModule(compile_module(args.mlir))
+        what = str(args.mlir)
+    else:
+        options = ExportOptions(
+            output_type=args.output_type, dtype=args.dtype, batch_size=args.batch_size
+        )
+        exported = export_step(ck, options)
+        compiled = CompiledModule(compile_module(exported))
+        batch, dtype = options.batch_size, exported.options.dtype
+        what = f"@step exported as {options.output_type}"
+    assert dtype is not None
+    report = verify_step(ck.build_model(dtype), compiled, batch, seed=args.seed)
+    out.print(report.table(title=f"{what} vs PyTorch ({dtype}, batch {batch})"))
+    if args.json is not None:
+        from hrm_mlir.fileio import write_atomic
+
+        write_atomic(args.json, json.dumps(report.as_dict(), indent=2).encode())
+    if not report.passed:
+        print(f"hrm-mlir: verification failed: {'; '.join(report.failures())}", file=sys.stderr)
+        return EXIT_VERIFY_FAILED
+    out.print("verification passed")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hrm_mlir.checkpoint import load_checkpoint
+    from hrm_mlir.puzzles import get_codec, load_puzzles
+    from hrm_mlir.runner import CompiledACT, solutions_json, solve
+
+    start = time.perf_counter()
+    checkpoint = None
+    if args.model.suffix == ".vmfb":
+        model = CompiledACT.from_vmfb(args.model)
+        what = str(args.model)
+        if args.checkpoint is not None:
+            checkpoint = load_checkpoint(args.checkpoint, seq_len=model.config.seq_len)
+    else:
+        checkpoint = load_checkpoint(args.model, seq_len=args.seq_len)
+        out.print(f"compiling @act for this CPU ({args.dtype}, batch {args.batch_size}) ...")
+        model = CompiledACT.from_checkpoint(
+            checkpoint, dtype=args.dtype, batch_size=args.batch_size
+        )
+        what = f"{checkpoint.weights_path} (compiled here, {args.dtype})"
+    cfg = model.config
+    max_steps = args.max_steps or cfg.halt_max_steps
+    puzzles = load_puzzles(args.puzzle, args.family, cfg.seq_len)
+    solutions = solve(model, puzzles, max_steps=max_steps, q_halt=args.q_halt)
+    mode = "Q-halting" if args.q_halt else "fixed steps"
+    out.print(f"model: {what}; {len(puzzles)} puzzles; max_steps {max_steps}, {mode}")
+    for s in solutions:
+        codec = get_codec(s.puzzle.family)
+        valid = {True: "valid", False: "INVALID", None: "unchecked"}[s.valid]
+        out.print(f"\n{s.puzzle.name}")
+        out.print(_side_by_side(codec.render(s.puzzle.grid), codec.render(s.answer)))
+        out.print(f"steps {s.steps}; {valid}: {s.reason}")
+    solved = sum(s.valid is True for s in solutions)
+    out.print(
+        f"\nsolved {solved}/{len(solutions)}; mean steps "
+        f"{sum(s.steps for s in solutions) / max(len(solutions), 1):.2f}; "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    agreement = None
+    if args.compare_pytorch:
+        if checkpoint is None:
+            raise HrmMlirError("--compare-pytorch with a .vmfb needs --checkpoint DIR")
+        agreement = _pytorch_agreement(checkpoint, model, puzzles, solutions, max_steps, args)
+        out.print(
+            f"PyTorch agreement: answers {agreement['answers']}/{len(solutions)}, "
+            f"steps {agreement['steps']}/{len(solutions)}, "
+            f"max |q_halt diff| {agreement['max_q_halt_diff']:.2e}"
+        )
+    if args.json is not None:
+        from hrm_mlir.fileio import write_atomic
+
+        doc = solutions_json(
+            solutions,
+            max_steps=max_steps,
+            q_halt=args.q_halt,
+            solved=solved,
+            pytorch_agreement=agreement,
+        )
+        write_atomic(args.json, doc.encode())
+    return 0
+
+
+def _side_by_side(left: str, right: str, gap: str = "   ->   ") -> str:
+    a, b = left.splitlines(), right.splitlines()
+    width = max(map(len, a), default=0)
+    rows = max(len(a), len(b))
+    a += [""] * (rows - len(a))
+    b += [""] * (rows - len(b))
+    mid = rows // 2
+    return "\n".join(
+        f"{x.ljust(width)}{gap if i == mid else ' ' * len(gap)}{y}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True))
+    )
+
+
+def _pytorch_agreement(checkpoint, model, puzzles, solutions, max_steps, args) -> dict:
+    """Run the PyTorch ACT loop on the same puzzles; count equal answers and step counts."""
+    import numpy as np
+    import torch
+
+    from hrm_mlir.puzzles import encode_batch, get_codec
+
+    inputs, ids = encode_batch(puzzles, model.config.seq_len)
+    ref = checkpoint.build_model(model.config.forward_dtype).act(
+        torch.from_numpy(inputs), torch.from_numpy(ids), max_steps=max_steps, q_halt=args.q_halt
+    )
+    answers = steps = 0
+    diff = 0.0
+    for i, s in enumerate(solutions):
+        codec = get_codec(s.puzzle.family)
+        answers += bool(
+            np.array_equal(codec.decode(ref.logits[i].float().numpy(), s.puzzle), s.answer)
+        )
+        steps += int(ref.steps[i]) == s.steps
+        diff = max(diff, abs(float(ref.q_halt_logits[i]) - s.q_halt_logit))
+    return {"answers": answers, "steps": steps, "max_q_halt_diff": diff}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `hrm-mlir` and `python -m hrm_mlir`; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except HrmMlirError as e:
+        if args.debug:
+            raise
+        print(f"hrm-mlir: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("hrm-mlir: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Compile exported MLIR to an IREE module (.vmfb).
+
+The torch, linalg-on-tensors and StableHLO outputs go to iree-compile directly. The TOSA that
+torch-mlir 20261001 prints does not parse in IREE 3.13 (the projects pin different LLVM
+revisions: `custom op 'tosa.const_shape' expected 'values'`), so TOSA is first lowered to linalg
+with torch-mlir's own MLIR passes (its LLVM parses its own TOSA) and that linalg is compiled.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iree.compiler import tools as iree_tools
+
+from hrm_mlir.config import OutputType, _ChoiceEnum
+from hrm_mlir.errors import CompileError
+from hrm_mlir.export import ExportedModule
+from hrm_mlir.fileio import write_atomic
+
+TOSA_TO_LINALG = (
+    "builtin.module(func.func(tosa-to-linalg-named, tosa-to-linalg, tosa-to-arith, "
+    "tosa-to-tensor, tosa-to-scf), canonicalize)"
+)
+_IREE_INPUT_TYPE = {
+    OutputType.TORCH: "torch",
+    OutputType.LINALG_ON_TENSORS: "auto",
+    OutputType.STABLEHLO: "stablehlo",
+    OutputType.TOSA: "auto",  # after TOSA_TO_LINALG
+}
+
+
+class Target(_ChoiceEnum):
+    """IREE HAL targets."""
+
+    LLVM_CPU = "llvm-cpu"
+    CUDA = "cuda"
+    VULKAN = "vulkan"
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Options of one iree-compile run.
+
+    Attributes:
+        target: the HAL target.
+        cpu: `--iree-llvmcpu-target-cpu` for llvm-cpu ("host" = this machine's CPU).
+        cuda_arch: `--iree-cuda-target` for the cuda target.
+        extra_flags: passed to iree-compile last, so they override the defaults.
+    """
+
+    target: Target = Target.LLVM_CPU
+    cpu: str = "host"
+    cuda_arch: str = "sm_90"
+    extra_flags: tuple[str, ...] = field(default_factory=tuple)
+
+    def flags(self) -> list[str]:
+        if self.target == Target.LLVM_CPU:
+            flags = [f"--iree-llvmcpu-target-cpu={self.cpu}"]
+        elif self.target == Target.CUDA:
+            flags = [f"--iree-cuda-target={self.cuda_arch}"]
+        else:
+            flags = []
+        return [*flags, *self.extra_flags]
+
+    @property
+    def backend(self) -> str:
+        return {Target.VULKAN: "vulkan-spirv"}.get(self.target, self.target.value)
+
+
+BYTECODE_MAGIC = b"ML\xefR"
+_DIALECT_PREFIXES = (
+    ("tosa.", OutputType.TOSA),
+    ("stablehlo.", OutputType.STABLEHLO),
+    ("torch.", OutputType.TORCH),
+)
+
+
+def detect_output_type(path: str | Path) -> OutputType:
+    """The dialect of an exported MLIR file, text or bytecode."""
+    with Path(path).open("rb") as f:
+        head = f.read(8 << 20)
+    if not head.startswith(BYTECODE_MAGIC):  # text: op names are near the top
+        for prefix, dialect in _DIALECT_PREFIXES:
+            if f" {prefix}".encode() in head or f"!{prefix}".encode() in head:
+                return dialect
+        return OutputType.LINALG_ON_TENSORS
+    return inspect_mlir(path).dialect
+
+
+@dataclass(frozen=True)
+class MlirInfo:
+    dialect: OutputType
+    functions: dict[str, str]  # public function name -> its type, as text
+
+
+def inspect_mlir(path: str | Path) -> MlirInfo:
+    """Parse an MLIR file (text or bytecode): its dialect and public functions."""
+    path = Path(path)
+    if not path.is_file():
+        raise CompileError(f"{path}: no such MLIR file")
+    data = path.read_bytes()
+    asm = data if data.startswith(BYTECODE_MAGIC) else data.decode()
+    from iree.compiler import ir as iree_ir
+    from torch_mlir import ir as tm_ir
+    from torch_mlir.dialects import torch as torch_d
+
+    # IREE parses torch, linalg and StableHLO; only torch-mlir's own MLIR parses its TOSA.
+    for ir in (iree_ir, tm_ir):
+        ctx = ir.Context()
+        if ir is tm_ir:
+            torch_d.register_dialect(ctx)
+        with ctx:
+            try:
+                module = ir.Module.parse(asm)
+            except Exception as e:  # MLIRError
+                error = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                continue
+            funcs = [op for op in module.body.operations if "function_type" in op.attributes]
+            names = {op.name for f in funcs for op in f.regions[0].blocks[0].operations}
+            dialect = next(
+                (d for prefix, d in _DIALECT_PREFIXES if any(n.startswith(prefix) for n in names)),
+                OutputType.LINALG_ON_TENSORS,
+            )
+            public = {
+                f.attributes["sym_name"].value: str(f.attributes["function_type"].value)
+                for f in funcs
+                if "sym_visibility" not in f.attributes
+            }
+            return MlirInfo(dialect, public)
+    raise CompileError(f"{path}: not parseable MLIR: {error}")
+
+
+def read_functions(path: str | Path) -> dict[str, str]:
+    """Public functions of an MLIR file (text or bytecode) and their types, as text."""
+    return inspect_mlir(path).functions
+
+
+def compile_module(
+    source: ExportedModule | str | Path,
+    output: str | Path | None = None,
+    options: CompileOptions | None = None,
+    *,
+    output_type: OutputType | None = None,
+) -> bytes:
+    """Compile an exported module, or an MLIR file (text or `.mlirbc`), with iree-compile.
+
+    Args:
+        source: the module, or the path of an MLIR file.
+        output: where to write the .vmfb (atomically); None to only return it.
+        options: target and flags.
+        output_type: the dialect of a file source; detected from its content when None.
+    Returns:
+        The .vmfb bytes.
+    Raises:
+        CompileError: with the first diagnostic, where the input was kept and the command that
+            reproduces the failure.
+    """
+    options = options or CompileOptions()
+    with tempfile.TemporaryDirectory(prefix="hrm-mlir-") as tmp:
+        path, dialect = _materialize(source, output_type, Path(tmp))
+        vmfb = _run_iree_compile(path, dialect, options, output)
+    if output is not None:
+        write_atomic(output, vmfb)
+    return vmfb
+
+
+def _materialize(
+    source: ExportedModule | str | Path, output_type: OutputType | None, tmp: Path
+) -> tuple[Path, OutputType]:
+    """A file iree-compile can read (TOSA lowered to linalg first) and its dialect."""
+    if isinstance(source, ExportedModule):
+        dialect = source.options.output_type
+        if dialect == OutputType.TOSA:
+            return _tosa_to_linalg(source.text(), tmp), dialect
+        return source.save(tmp / "input.mlirbc"), dialect
+    path = Path(source)
+    if not path.is_file():
+        raise CompileError(f"{path}: no such MLIR file")
+    dialect = output_type or detect_output_type(path)
+    if dialect == OutputType.TOSA:
+        data = path.read_bytes()
+        return _tosa_to_linalg(
+            data if data.startswith(BYTECODE_MAGIC) else data.decode(), tmp
+        ), dialect
+    return path, dialect
+
+
+def _tosa_to_linalg(asm: str | bytes, tmp: Path) -> Path:
+    from torch_mlir import ir, passmanager
+    from torch_mlir.dialects import torch as torch_d
+
+    with ir.Context() as ctx:
+        torch_d.register_dialect(ctx)
+        try:
+            module = ir.Module.parse(asm)
+            passmanager.PassManager.parse(TOSA_TO_LINALG).run(module.operation)
+        except Exception as e:  # MLIRError and friends
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise CompileError(f"lowering TOSA to linalg failed: {first}") from e
+        out = tmp / "tosa_as_linalg.mlirbc"
+        with out.open("wb") as f:
+            module.operation.write_bytecode(f)
+    return out
+
+
+def _run_iree_compile(
+    path: Path, dialect: OutputType, options: CompileOptions, output: str | Path | None
+) -> bytes:
+    try:
+        return iree_tools.compile_file(
+            str(path),
+            target_backends=[options.backend],
+            input_type=_IREE_INPUT_TYPE[dialect],
+            extra_args=options.flags(),
+        )
+    except iree_tools.CompilerToolError as e:
+        raise CompileError(_describe_failure(str(e), path, output)) from None
+
+
+def _describe_failure(message: str, path: Path, output: str | Path | None) -> str:
+    errors = [ln.strip() for ln in message.splitlines() if "error:" in ln]
+    first = errors[0] if errors else "iree-compile failed"
+    kept = Path(f"{output}.failed-input{path.suffix}") if output else Path.cwd() / path.name
+    shutil.copyfile(path, kept)
+    match = re.search(r"Invoked with:\s*\n\s*\S+\s+(.*)", message)
+    command = match.group(1).strip() if match else "iree-compile ..."
+    command = command.replace(str(path), str(kept))
+    return f"{first[:300]} (input kept at {kept}; reproduce: iree-compile {command})"

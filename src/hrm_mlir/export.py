@@ -1,0 +1,148 @@
+"""Export an HRM checkpoint to MLIR with torch-mlir.
+
+The exported module has exactly one public function, `@step`, with the ABI documented in the
+README:
+
+    step(z_H [B,S,D] dt, z_L [B,S,D] dt, inputs [B,seq_len] i32, puzzle_identifiers [B] i32)
+      -> (z_H [B,S,D] dt, z_L [B,S,D] dt, logits [B,seq_len,V] dt,
+          q_halt_logits [B] f32, q_continue_logits [B] f32)
+
+where S = seq_len + puzzle_emb_len and dt is the forward dtype.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch_mlir import fx, ir
+
+from hrm_mlir.checkpoint import Checkpoint, build_model
+from hrm_mlir.config import DType, Entry, HRMConfig, OutputType
+from hrm_mlir.errors import ExportError
+from hrm_mlir.fileio import write_atomic
+from hrm_mlir.model import HRM
+
+STEP_FUNC = "step"
+INDEX_DTYPE = torch.int32  # dtype of `inputs` and `puzzle_identifiers` at the ABI
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Options of one export.
+
+    Attributes:
+        output_type: the MLIR dialect written.
+        dtype: forward dtype; None means the checkpoint's `forward_dtype`.
+        batch_size: static batch size of every argument.
+        entry: `step` (one ACT step); `act` (the whole loop) is built by `hrm_mlir.act`.
+    """
+
+    output_type: OutputType = OutputType.TORCH
+    dtype: DType | None = None
+    batch_size: int = 1
+    entry: Entry = Entry.STEP
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ExportError(f"--batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class ExportedModule:
+    """An exported MLIR module and what produced it."""
+
+    module: ir.Module
+    config: HRMConfig  # forward_dtype is the exported dtype
+    options: ExportOptions  # with dtype resolved
+
+    def text(self) -> str:
+        return str(self.module)
+
+    def bytecode(self) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        self.module.operation.write_bytecode(buf)
+        return buf.getvalue()
+
+    def save(self, path: str | Path) -> Path:
+        """Write MLIR text, or bytecode when the name ends in `.mlirbc`, atomically."""
+        path = Path(path)
+        if path.suffix == ".mlirbc":
+            return write_atomic(path, self.module.operation.write_bytecode)
+        return write_atomic(path, self.module.operation.get_asm(binary=True))
+
+
+def prepare_model(source: Checkpoint | HRM, dtype: DType | None) -> HRM:
+    """An eval-mode model computing in `dtype` (weights stay float32 and are cast at use).
+
+    Weights are not pre-cast to bf16: IREE 3.13 mis-folds small bf16 `dense_resource`
+    constants ("'arith.constant' op failed to verify that all of {value, result} have same
+    type"), and casting at use is what upstream computes anyway.
+    """
+    if isinstance(source, Checkpoint):
+        return source.build_model(dtype)
+    if dtype is None or dtype == source.config.forward_dtype:
+        return source.eval()
+    config = source.config.model_copy(update={"forward_dtype": dtype})
+    return build_model(config, source.state_dict())
+
+
+def example_step_args(config: HRMConfig, batch_size: int) -> tuple[torch.Tensor, ...]:
+    """Arguments of `@step` with the ABI's shapes and dtypes (zeros)."""
+    dt = config.forward_dtype.torch
+    shape = (batch_size, config.total_seq_len, config.hidden_size)
+    return (
+        torch.zeros(shape, dtype=dt),
+        torch.zeros(shape, dtype=dt),
+        torch.zeros(batch_size, config.seq_len, dtype=INDEX_DTYPE),
+        torch.zeros(batch_size, dtype=INDEX_DTYPE),
+    )
+
+
+def export_step(source: Checkpoint | HRM, options: ExportOptions | None = None) -> ExportedModule:
+    """Export one ACT step (`@step`) of a checkpoint or model to MLIR.
+
+    Args:
+        source: a loaded checkpoint, or a model (tests use random weights).
+        options: dialect, dtype and batch size.
+    Returns:
+        The exported module.
+    Raises:
+        ExportError: torch.export or the torch-mlir lowering failed.
+    """
+    options = options or ExportOptions()
+    model = prepare_model(source, options.dtype)
+    options = replace(options, dtype=model.config.forward_dtype, entry=Entry.STEP)
+    args = example_step_args(model.config, options.batch_size)
+    module = _lower(model.inner, args, options.output_type, STEP_FUNC)
+    return ExportedModule(module, model.config, options)
+
+
+def parse_step_signature(function_type: str) -> tuple[int, DType]:
+    """(batch size, forward dtype) from the MLIR type of `@step`, in any exported dialect."""
+    m = re.match(r"\(!torch\.vtensor<\[(\d+),\d+,\d+\],(\w+)>", function_type) or re.match(
+        r"\(tensor<(\d+)x\d+x\d+x(\w+)>", function_type
+    )
+    dtypes = {d.mlir: d for d in DType}
+    if m is None or m.group(2) not in dtypes:
+        raise ExportError(f"@step does not have the documented ABI: {function_type[:200]}")
+    return int(m.group(1)), dtypes[m.group(2)]
+
+
+def _lower(
+    module: torch.nn.Module, args: tuple[torch.Tensor, ...], output_type: OutputType, name: str
+) -> ir.Module:
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.export's pytree deprecations
+            return fx.export_and_import(
+                module, *args, output_type=output_type.value, func_name=name
+            )
+    except Exception as e:  # torch.export and torch-mlir raise many exception types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ExportError(f"export to {output_type} failed: {type(e).__name__}: {first}") from e

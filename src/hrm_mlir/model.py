@@ -1,0 +1,340 @@
+"""The Hierarchical Reasoning Model (HRM ACT-v1), written for export.
+
+This computes what upstream `models/hrm/hrm_act_v1.py` computes in eval mode and keeps its
+parameter and buffer names, so upstream state dicts load without a remap table. It differs from
+upstream only where export needs it; each such place says so with an `# export:` comment:
+
+- attention is plain matmul + softmax instead of CUDA-only FlashAttention;
+- gather indices are cast to int64 (int32 indices lower to mixed i32/i64 compares that fail in
+  the linalg lowering and in IREE);
+- the RoPE tables are not buffers (non-persistent buffers break torch-mlir's FX importer); they
+  are recomputed from the config, and `.to()` never casts them, as upstream keeps them float32;
+- the puzzle embedding has no training-time `local_weights` / `local_ids` state.
+
+Shapes: B batch, S = seq_len + puzzle_emb_len tokens, D hidden, nh heads, hd head dim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hrm_mlir.config import HRMConfig
+
+
+def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
+    """Truncated normal at +-2 std (the variance correction upstream applies is irrelevant here:
+    these initial values only matter for freshly initialised models)."""
+    if std == 0:
+        return tensor.zero_()
+    return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
+
+
+def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm without a weight, computed in float32 and cast back (as upstream)."""
+    dtype = x.dtype
+    x = x.to(torch.float32)
+    x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
+    return x.to(dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def rope_tables(config: HRMConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin tables [S, hd] in float32, with upstream's (freqs, freqs) permutation."""
+    hd = config.head_dim
+    f32, cpu = torch.float32, torch.device("cpu")  # real tensors even under a meta device
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, hd, 2, dtype=f32, device=cpu) / hd))
+    t = torch.arange(config.total_seq_len, dtype=f32, device=cpu)
+    freqs = torch.outer(t, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+class CastedLinear(nn.Module):
+    """Linear layer whose float32 weights are cast to the input dtype at use."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(
+            trunc_normal_(torch.empty(out_features, in_features), std=in_features**-0.5)
+        )
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self.bias.to(x.dtype) if self.bias is not None else None
+        return F.linear(x, self.weight.to(x.dtype), bias)
+
+
+class CastedEmbedding(nn.Module):
+    """Embedding table cast to the forward dtype at use."""
+
+    def __init__(self, num: int, dim: int, init_std: float, cast_to: torch.dtype) -> None:
+        super().__init__()
+        self.cast_to = cast_to
+        self.embedding_weight = nn.Parameter(trunc_normal_(torch.empty(num, dim), std=init_std))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        # export: int64 indices, see module docstring.
+        return F.embedding(ids.to(torch.int64), self.embedding_weight.to(self.cast_to))
+
+
+class PuzzleEmbedding(nn.Module):
+    """Eval-mode view of upstream's `CastedSparseEmbedding`: a persistent table `weights`."""
+
+    def __init__(self, num: int, dim: int, cast_to: torch.dtype) -> None:
+        super().__init__()
+        self.cast_to = cast_to
+        self.weights = nn.Buffer(torch.zeros(num, dim), persistent=True)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.weights[ids.to(torch.int64)].to(self.cast_to)  # (B, D_puzzle)
+
+
+class Attention(nn.Module):
+    """Non-causal multi-head self-attention with RoPE on q and k."""
+
+    def __init__(self, config: HRMConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_dim = config.head_dim
+        d = config.hidden_size
+        self.qkv_proj = CastedLinear(d, 3 * d, bias=False)
+        self.o_proj = CastedLinear(d, d, bias=False)
+
+    def forward(self, x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor] | None):
+        b, s, d = x.shape
+        qkv = self.qkv_proj(x).view(b, s, 3 * self.num_heads, self.head_dim)  # (B, S, 3nh, hd)
+        q, k, v = qkv.split(self.num_heads, dim=2)  # each (B, S, nh, hd)
+        if cos_sin is not None:
+            cos, sin = cos_sin  # (S, hd) float32
+            cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)  # (S, 1, hd)
+            dtype = q.dtype
+            q, k = q.to(cos.dtype), k.to(cos.dtype)
+            q = (q * cos + rotate_half(q) * sin).to(dtype)
+            k = (k * cos + rotate_half(k) * sin).to(dtype)
+        # export: plain attention, not FlashAttention.
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, S, hd)
+        scores = torch.matmul(q, k.transpose(-2, -1)) * self.head_dim**-0.5  # (B, nh, S, S)
+        out = torch.matmul(scores.softmax(dim=-1), v)  # (B, nh, S, hd)
+        return self.o_proj(out.transpose(1, 2).reshape(b, s, d))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: HRMConfig) -> None:
+        super().__init__()
+        inter = config.intermediate_size
+        self.gate_up_proj = CastedLinear(config.hidden_size, 2 * inter, bias=False)
+        self.down_proj = CastedLinear(inter, config.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Post-norm transformer block."""
+
+    def __init__(self, config: HRMConfig) -> None:
+        super().__init__()
+        self.self_attn = Attention(config)
+        self.mlp = SwiGLU(config)
+        self.norm_eps = config.rms_norm_eps
+
+    def forward(self, h: torch.Tensor, cos_sin) -> torch.Tensor:
+        h = rms_norm(h + self.self_attn(h, cos_sin), self.norm_eps)
+        return rms_norm(h + self.mlp(h), self.norm_eps)
+
+
+class ReasoningModule(nn.Module):
+    """One level (H or L): add the injection to the state, then run the blocks."""
+
+    def __init__(self, config: HRMConfig, num_layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(Block(config) for _ in range(num_layers))
+
+    def forward(self, h: torch.Tensor, injection: torch.Tensor, cos_sin) -> torch.Tensor:
+        h = h + injection
+        for layer in self.layers:
+            h = layer(h, cos_sin)
+        return h
+
+
+@dataclass
+class StepOutput:
+    """Results of one ACT step, in the order of the exported `@step` ABI."""
+
+    z_H: torch.Tensor  # (B, S, D) forward dtype
+    z_L: torch.Tensor  # (B, S, D) forward dtype
+    logits: torch.Tensor  # (B, seq_len, vocab) forward dtype
+    q_halt_logits: torch.Tensor  # (B,) float32
+    q_continue_logits: torch.Tensor  # (B,) float32
+
+    def as_tuple(self) -> tuple[torch.Tensor, ...]:
+        return (self.z_H, self.z_L, self.logits, self.q_halt_logits, self.q_continue_logits)
+
+
+class HRMInner(nn.Module):
+    """One ACT step (upstream `HierarchicalReasoningModel_ACTV1_Inner`)."""
+
+    def __init__(self, config: HRMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.forward_dtype = config.forward_dtype.torch
+        d = config.hidden_size
+        self.embed_scale = d**0.5
+        init_std = 1.0 / self.embed_scale
+
+        self.embed_tokens = CastedEmbedding(config.vocab_size, d, init_std, self.forward_dtype)
+        self.lm_head = CastedLinear(d, config.vocab_size, bias=False)
+        self.q_head = CastedLinear(d, 2, bias=True)
+        self.puzzle_emb_len = config.puzzle_emb_len
+        if config.puzzle_emb_ndim > 0:
+            self.puzzle_emb = PuzzleEmbedding(
+                config.num_puzzle_identifiers, config.puzzle_emb_ndim, self.forward_dtype
+            )
+        if config.pos_encodings == "learned":
+            self.embed_pos = CastedEmbedding(config.total_seq_len, d, init_std, self.forward_dtype)
+        # export: plain attributes, not buffers; float32 whatever `.to()` is applied.
+        self._rope = rope_tables(config) if config.pos_encodings == "rope" else None
+
+        self.H_level = ReasoningModule(config, config.H_layers)
+        self.L_level = ReasoningModule(config, config.L_layers)
+        self.H_init = nn.Buffer(trunc_normal_(torch.empty(d, dtype=self.forward_dtype), 1.0))
+        self.L_init = nn.Buffer(trunc_normal_(torch.empty(d, dtype=self.forward_dtype), 1.0))
+        with torch.no_grad():  # upstream's Q-head init: weight 0, bias -5
+            self.q_head.weight.zero_()
+            assert self.q_head.bias is not None
+            self.q_head.bias.fill_(-5)
+
+    def _apply(self, fn, recurse=True):
+        # Keep the RoPE tables on the module's device but always in float32.
+        super()._apply(fn, recurse)
+        if self._rope is not None:
+            device = self.embed_tokens.embedding_weight.device
+            self._rope = tuple(t.to(device) for t in self._rope)  # type: ignore[assignment]
+        return self
+
+    def input_embeddings(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> torch.Tensor:
+        """sqrt(D) * [puzzle_emb ; embed_tokens(inputs)] (+ learned positions): (B, S, D)."""
+        emb = self.embed_tokens(inputs)  # (B, seq_len, D)
+        if self.config.puzzle_emb_ndim > 0:
+            pe = self.puzzle_emb(puzzle_ids)  # (B, D_puzzle)
+            pad = self.puzzle_emb_len * self.config.hidden_size - pe.shape[-1]
+            if pad > 0:
+                pe = F.pad(pe, (0, pad))
+            pe = pe.view(-1, self.puzzle_emb_len, self.config.hidden_size)
+            emb = torch.cat((pe, emb), dim=-2)  # (B, S, D)
+        if self.config.pos_encodings == "learned":
+            # scale by 1/sqrt(2) to keep the forward variance (upstream's literal)
+            emb = 0.707106781 * (emb + self.embed_pos.embedding_weight.to(self.forward_dtype))
+        return self.embed_scale * emb
+
+    def initial_carry(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_H, z_L) of a reset row: H_init / L_init broadcast to (B, S, D)."""
+        shape = (batch_size, self.config.total_seq_len, self.config.hidden_size)
+        return self.H_init.expand(shape).clone(), self.L_init.expand(shape).clone()
+
+    def forward(
+        self,
+        z_H: torch.Tensor,
+        z_L: torch.Tensor,
+        inputs: torch.Tensor,
+        puzzle_identifiers: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """One step: returns (z_H, z_L, logits, q_halt_logits, q_continue_logits)."""
+        cfg = self.config
+        cos_sin = self._rope
+        x = self.input_embeddings(inputs, puzzle_identifiers)
+
+        # All but the last L and H update run without gradient (upstream's 1-step gradient);
+        # under torch.no_grad() (inference, export) this context is a no-op.
+        with torch.no_grad():
+            for h in range(cfg.H_cycles):
+                for l_step in range(cfg.L_cycles):
+                    if not (h == cfg.H_cycles - 1 and l_step == cfg.L_cycles - 1):
+                        z_L = self.L_level(z_L, z_H + x, cos_sin)
+                if h != cfg.H_cycles - 1:
+                    z_H = self.H_level(z_H, z_L, cos_sin)
+        z_L = self.L_level(z_L, z_H + x, cos_sin)
+        z_H = self.H_level(z_H, z_L, cos_sin)
+
+        logits = self.lm_head(z_H)[:, self.puzzle_emb_len :]  # (B, seq_len, V)
+        q = self.q_head(z_H[:, 0]).to(torch.float32)  # (B, 2)
+        return z_H, z_L, logits, q[..., 0], q[..., 1]
+
+    def step(self, z_H, z_L, inputs, puzzle_identifiers) -> StepOutput:
+        return StepOutput(*self(z_H, z_L, inputs, puzzle_identifiers))
+
+
+@dataclass
+class ACTOutput:
+    """Results of a whole ACT inference (the exported `@act` ABI)."""
+
+    logits: torch.Tensor  # (B, seq_len, V)
+    q_halt_logits: torch.Tensor  # (B,) float32
+    q_continue_logits: torch.Tensor  # (B,) float32
+    steps: torch.Tensor  # (B,) int32, 1-based step count each row used
+
+
+class HRM(nn.Module):
+    """The ACT wrapper (upstream `HierarchicalReasoningModel_ACTV1`), inference only.
+
+    Its state dict keys are upstream's after stripping `_orig_mod.` and the loss head's `model.`.
+    """
+
+    def __init__(self, config: HRMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.inner = HRMInner(config)
+
+    @torch.no_grad()
+    def act(
+        self,
+        inputs: torch.Tensor,
+        puzzle_identifiers: torch.Tensor,
+        max_steps: int | None = None,
+        q_halt: bool = False,
+    ) -> ACTOutput:
+        """Run the ACT loop from a reset carry.
+
+        With `q_halt=False` this is upstream's eval-mode loop with `halt_max_steps = max_steps`:
+        every row runs exactly `max_steps` steps. With `q_halt=True` a row stops after the first
+        step whose `q_halt_logits > q_continue_logits` (or at `max_steps`) and keeps that step's
+        outputs; the loop ends when every row has stopped.
+        """
+        max_steps = self.config.halt_max_steps if max_steps is None else max_steps
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        b = inputs.shape[0]
+        z_H, z_L = self.inner.initial_carry(b)
+        done = torch.zeros(b, dtype=torch.bool)
+        steps = torch.zeros(b, dtype=torch.int32)
+        out: StepOutput | None = None
+        for n in range(1, max_steps + 1):
+            new = self.inner.step(z_H, z_L, inputs, puzzle_identifiers)
+            keep = ~done
+            if out is None:
+                out = new
+            else:  # rows that already stopped keep their outputs
+                pairs = zip(new.as_tuple(), out.as_tuple(), strict=True)
+                out = StepOutput(*(torch.where(_rows(keep, t), t, o) for t, o in pairs))
+            steps = torch.where(keep, n, steps)
+            z_H, z_L = out.z_H, out.z_L
+            if q_halt:
+                done = done | (new.q_halt_logits > new.q_continue_logits)
+                if bool(done.all()):
+                    break
+        assert out is not None
+        return ACTOutput(out.logits, out.q_halt_logits, out.q_continue_logits, steps)
+
+
+def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Broadcast a (B,) mask against a (B, ...) tensor."""
+    return mask.view((-1,) + (1,) * (like.dim() - 1))

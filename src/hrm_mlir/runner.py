@@ -1,0 +1,136 @@
+"""Solve puzzles with a compiled `@act`: encode, run the ACT loop, decode, check the answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hrm_mlir.checkpoint import Checkpoint
+from hrm_mlir.compile import CompileOptions, compile_module
+from hrm_mlir.config import DType, HRMConfig, OutputType
+from hrm_mlir.errors import HrmMlirError
+from hrm_mlir.export import ExportOptions
+from hrm_mlir.puzzles import Puzzle, encode_batch, get_codec
+from hrm_mlir.runtime import CompiledModule
+
+
+@dataclass
+class CompiledACT:
+    """A compiled `@act` with the model config and batch size it was exported for."""
+
+    module: CompiledModule
+    config: HRMConfig
+    batch_size: int
+
+    @classmethod
+    def from_vmfb(cls, path: str | Path) -> CompiledACT:
+        """Load a .vmfb written by `hrm-mlir compile` from an `--entry act` export."""
+        module = CompiledModule(path)
+        if "act" not in module.function_names:
+            raise HrmMlirError(f"{path}: no @act function (export with --entry act)")
+        meta = module.reflection("act")
+        if "hrm.config" not in meta:
+            raise HrmMlirError(f"{path}: @act carries no hrm.config (not built by hrm-mlir)")
+        config = HRMConfig.model_validate_json(meta["hrm.config"])
+        return cls(module, config, int(meta["hrm.batch_size"]))
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: Checkpoint,
+        *,
+        dtype: DType = DType.FLOAT32,
+        batch_size: int = 1,
+        compile_options: CompileOptions | None = None,
+    ) -> CompiledACT:
+        """Export `@act` (linalg-on-tensors) and compile it for this machine."""
+        from hrm_mlir.act import export_act
+
+        options = ExportOptions(
+            output_type=OutputType.LINALG_ON_TENSORS, dtype=dtype, batch_size=batch_size
+        )
+        exported = export_act(checkpoint, options)
+        vmfb = compile_module(exported, options=compile_options)
+        return cls(CompiledModule(vmfb), exported.config, batch_size)
+
+    def act(
+        self, inputs: torch.Tensor, ids: torch.Tensor, max_steps: int, q_halt: bool
+    ) -> tuple[torch.Tensor, ...]:
+        """One call of `@act` on exactly `batch_size` rows: (logits, q_halt, q_continue, steps)."""
+        return self.module.call(
+            "act",
+            inputs,
+            ids,
+            torch.tensor(max_steps, dtype=torch.int32),
+            torch.tensor(int(q_halt), dtype=torch.int32),
+        )
+
+
+@dataclass
+class Solution:
+    puzzle: Puzzle
+    answer: np.ndarray
+    steps: int
+    q_halt_logit: float
+    q_continue_logit: float
+    valid: bool | None
+    reason: str
+
+    def as_dict(self) -> dict:
+        codec = get_codec(self.puzzle.family)
+        return {
+            "name": self.puzzle.name,
+            "family": self.puzzle.family,
+            "answer": codec.to_json(self.answer),
+            "steps": self.steps,
+            "q_halt_logit": self.q_halt_logit,
+            "q_continue_logit": self.q_continue_logit,
+            "valid": self.valid,
+            "reason": self.reason,
+        }
+
+
+def solve(
+    model: CompiledACT, puzzles: Sequence[Puzzle], *, max_steps: int, q_halt: bool
+) -> list[Solution]:
+    """Run `@act` over `puzzles` in batches of the compiled batch size.
+
+    A short last batch is padded with copies of its first puzzle; their results are dropped.
+    """
+    if max_steps < 1:
+        raise HrmMlirError(f"--max_steps must be >= 1, got {max_steps}")
+    seq_len, b = model.config.seq_len, model.batch_size
+    inputs, ids = encode_batch(puzzles, seq_len)
+    solutions: list[Solution] = []
+    for start in range(0, len(puzzles), b):
+        chunk = list(range(start, min(start + b, len(puzzles))))
+        rows = chunk + [chunk[0]] * (b - len(chunk))
+        x = torch.from_numpy(inputs[rows]).to(torch.int32)
+        p = torch.from_numpy(ids[rows]).to(torch.int32)
+        logits, q_h, q_c, steps = model.act(x, p, max_steps, q_halt)
+        for row, index in enumerate(chunk):
+            puzzle = puzzles[index]
+            codec = get_codec(puzzle.family)
+            answer = codec.decode(logits[row].float().numpy(), puzzle)
+            check = codec.validate(puzzle, answer)
+            solutions.append(
+                Solution(
+                    puzzle,
+                    answer,
+                    int(steps[row]),
+                    float(q_h[row]),
+                    float(q_c[row]),
+                    check.ok,
+                    check.reason,
+                )
+            )
+    return solutions
+
+
+def solutions_json(solutions: Sequence[Solution], **header) -> str:
+    return json.dumps({**header, "puzzles": [s.as_dict() for s in solutions]}, indent=2)

@@ -1,0 +1,220 @@
+"""Compare compiled outputs with the project's PyTorch model.
+
+Outputs are compared in order: count, then per output shape, dtype and values, each with its own
+message. Values are judged by relative L2 error against a per-dtype table; the report also gives
+what users care about: argmax agreement of the logits (the answer) and agreement of the halt
+decision `q_halt > q_continue`, so a small norm cannot hide flipped answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from hrm_mlir.config import DType
+
+STEP_OUTPUTS = ("z_H", "z_L", "logits", "q_halt_logits", "q_continue_logits")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """An output passes when its relative L2 error ||got - ref|| / ||ref|| is at most `rel_l2`,
+    or its largest absolute error is at most `atol` (for outputs near zero, such as a
+    q logit of 0.2, whose relative error says little)."""
+
+    rel_l2: float
+    atol: float
+
+
+# The compiled model and PyTorch round differently (fusion, reassociated reductions). Measured on
+# the 27M-parameter config: float32 rel-L2 <= 5.3e-6, max abs <= 8.2e-5; bfloat16 rel-L2 <= 3.5e-2
+# (each side rounds different intermediates to bf16's 8 mantissa bits, over 24 blocks).
+TOLERANCES: dict[DType, Tolerance] = {
+    DType.FLOAT32: Tolerance(rel_l2=1e-4, atol=1e-4),
+    DType.BFLOAT16: Tolerance(rel_l2=1e-1, atol=1e-1),
+}
+
+
+@dataclass
+class OutputComparison:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    max_abs: float
+    mean_abs: float
+    rel_l2: float
+    worst_index: tuple[int, ...]
+    problem: str | None = None  # shape/dtype mismatch or tolerance exceeded
+
+    @property
+    def passed(self) -> bool:
+        return self.problem is None
+
+
+@dataclass
+class VerifyReport:
+    """The comparison of one compiled function against PyTorch."""
+
+    dtype: DType
+    tolerance: Tolerance
+    outputs: list[OutputComparison] = field(default_factory=list)
+    argmax_agreement: float | None = None  # fraction of logits positions with equal argmax
+    halt_agreement: float | None = None  # fraction of rows with equal q_halt > q_continue
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and all(o.passed for o in self.outputs)
+
+    def failures(self) -> list[str]:
+        return [*self.problems, *(f"{o.name}: {o.problem}" for o in self.outputs if o.problem)]
+
+    def as_dict(self) -> dict:
+        return {
+            "dtype": self.dtype.value,
+            "rel_l2_tolerance": self.tolerance.rel_l2,
+            "atol": self.tolerance.atol,
+            "passed": self.passed,
+            "argmax_agreement": self.argmax_agreement,
+            "halt_agreement": self.halt_agreement,
+            "problems": self.failures(),
+            "outputs": [
+                {
+                    "name": o.name,
+                    "shape": list(o.shape),
+                    "dtype": o.dtype,
+                    "max_abs": o.max_abs,
+                    "mean_abs": o.mean_abs,
+                    "rel_l2": o.rel_l2,
+                    "worst_index": list(o.worst_index),
+                }
+                for o in self.outputs
+            ],
+        }
+
+    def table(self, title: str = "verification"):
+        """A rich Table of the comparison."""
+        from rich.table import Table
+
+        t = Table(title=title)
+        for col in ("output", "shape", "dtype", "max abs", "mean abs", "rel L2", "worst at", "ok"):
+            t.add_column(col, justify="right" if col not in ("output", "ok") else "left")
+        for o in self.outputs:
+            t.add_row(
+                o.name,
+                "x".join(map(str, o.shape)),
+                o.dtype,
+                f"{o.max_abs:.3g}",
+                f"{o.mean_abs:.3g}",
+                f"{o.rel_l2:.3g}",
+                str(list(o.worst_index)),
+                "yes" if o.passed else f"NO: {o.problem}",
+            )
+        t.caption = (
+            f"tolerance ({self.dtype.value}): rel-L2 {self.tolerance.rel_l2:g} "
+            f"or max abs {self.tolerance.atol:g}; "
+            f"logits argmax agreement {_pct(self.argmax_agreement)}; "
+            f"halt decision agreement {_pct(self.halt_agreement)}"
+        )
+        return t
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def compare(
+    names: Sequence[str],
+    got: Sequence[torch.Tensor],
+    ref: Sequence[torch.Tensor],
+    dtype: DType,
+    tolerance: Tolerance | None = None,
+) -> VerifyReport:
+    """Compare outputs `got` with reference outputs `ref` (same order as `names`)."""
+    tolerance = tolerance or TOLERANCES[dtype]
+    report = VerifyReport(dtype, tolerance)
+    if len(got) != len(ref):
+        report.problems.append(f"got {len(got)} outputs, expected {len(ref)}")
+        return report
+    by_name = {}
+    for name, g, r in zip(names, got, ref, strict=True):
+        report.outputs.append(_compare_one(name, g, r, tolerance))
+        by_name[name] = (g, r)
+    if "logits" in by_name:
+        g, r = by_name["logits"]
+        if g.shape == r.shape:
+            report.argmax_agreement = _agreement(g.float().argmax(-1), r.float().argmax(-1))
+    if "q_halt_logits" in by_name and "q_continue_logits" in by_name:
+        (gh, rh), (gc, rc) = by_name["q_halt_logits"], by_name["q_continue_logits"]
+        if gh.shape == rh.shape and gc.shape == rc.shape:
+            report.halt_agreement = _agreement(gh > gc, rh > rc)
+    return report
+
+
+def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a == b).float().mean()) if a.numel() else 1.0
+
+
+def _compare_one(name: str, got: torch.Tensor, ref: torch.Tensor, tol: Tolerance):
+    shape, dtype = tuple(ref.shape), str(ref.dtype).removeprefix("torch.")
+    if tuple(got.shape) != shape:
+        return OutputComparison(
+            name, shape, dtype, *_NAN, problem=f"shape {tuple(got.shape)}, expected {shape}"
+        )
+    if got.dtype != ref.dtype:
+        got_dtype = str(got.dtype).removeprefix("torch.")
+        return OutputComparison(
+            name, shape, dtype, *_NAN, problem=f"dtype {got_dtype}, expected {dtype}"
+        )
+    g, r = got.double(), ref.double()  # upcast before diffing
+    diff = (g - r).abs()
+    if diff.numel() == 0:
+        return OutputComparison(name, shape, dtype, 0.0, 0.0, 0.0, ())
+    worst = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    norm = float(r.norm())
+    rel = float(diff.norm()) / norm if norm > 0 else float(diff.norm())
+    problem = None
+    if not torch.isfinite(g).all():
+        problem = "non-finite values"
+    elif rel > tol.rel_l2 and float(diff.max()) > tol.atol:
+        problem = (
+            f"rel-L2 {rel:.3g} > {tol.rel_l2:g} and max abs {float(diff.max()):.3g} > {tol.atol:g}"
+        )
+    return OutputComparison(
+        name, shape, dtype, float(diff.max()), float(diff.mean()), rel, worst, problem
+    )
+
+
+_NAN = (float("nan"), float("nan"), float("nan"), ())
+
+
+def random_step_inputs(config, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Valid random `@step` arguments: post-norm-scaled carries, in-range tokens and ids."""
+    from hrm_mlir.export import INDEX_DTYPE
+
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch_size, config.total_seq_len, config.hidden_size)
+    dt = config.forward_dtype.torch
+    z_H = torch.randn(shape, generator=g).to(dt)
+    z_L = torch.randn(shape, generator=g).to(dt)
+    inputs = torch.randint(0, config.vocab_size, (batch_size, config.seq_len), generator=g)
+    ids = torch.randint(0, max(config.num_puzzle_identifiers, 1), (batch_size,), generator=g)
+    return z_H, z_L, inputs.to(INDEX_DTYPE), ids.to(INDEX_DTYPE)
+
+
+def verify_step(model, compiled, batch_size: int, seed: int = 0) -> VerifyReport:
+    """Run `@step` of a compiled module and the PyTorch model on the same random inputs.
+
+    Args:
+        model: the `HRM` computing in the exported dtype.
+        compiled: a `hrm_mlir.runtime.CompiledModule` with a `@step` function.
+        batch_size: the batch the module was exported for.
+        seed: seeds the random inputs.
+    """
+    args = random_step_inputs(model.config, batch_size, seed)
+    with torch.no_grad():
+        ref = model.inner(*args)
+    got = compiled.call("step", *args)
+    return compare(STEP_OUTPUTS, got, ref, model.config.forward_dtype)

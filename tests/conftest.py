@@ -1,0 +1,139 @@
+"""Shared fixtures: tiny random HRM configs with non-degenerate weights, saved as upstream does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from hrm_mlir.config import HRMConfig
+from hrm_mlir.model import HRM
+
+# The model settings as they appear under `arch:` in an upstream all_config.yaml.
+TINY_ARCH: dict[str, Any] = {
+    "H_cycles": 2,
+    "L_cycles": 2,
+    "H_layers": 1,
+    "L_layers": 2,
+    "hidden_size": 64,
+    "expansion": 4,
+    "num_heads": 2,
+    "pos_encodings": "rope",
+    "puzzle_emb_ndim": 80,  # not a multiple of hidden: exercises the zero padding
+    "halt_max_steps": 4,
+    "halt_exploration_prob": 0.1,
+    "forward_dtype": "float32",
+}
+TINY_DIMS = {"vocab_size": 11, "seq_len": 16, "num_puzzle_identifiers": 5}
+
+# Upstream's published Sudoku-extreme model (27,275,266 parameters).
+SUDOKU_ARCH: dict[str, Any] = {
+    **TINY_ARCH,
+    "H_layers": 4,
+    "L_layers": 4,
+    "hidden_size": 512,
+    "num_heads": 8,
+    "puzzle_emb_ndim": 512,
+    "halt_max_steps": 16,
+    "forward_dtype": "bfloat16",
+}
+
+
+def tiny_config(**overrides: Any) -> HRMConfig:
+    return HRMConfig(**{**TINY_ARCH, **TINY_DIMS, **overrides})
+
+
+def randomize(model: HRM, seed: int = 0) -> HRM:
+    """Non-degenerate weights: upstream zero-inits q_head and the puzzle table, hiding bugs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            std = 0.5 if "q_head" in name else p.shape[-1] ** -0.5
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+        if hasattr(model.inner, "puzzle_emb"):
+            w = model.inner.puzzle_emb.weights
+            w.copy_(torch.randn(w.shape, generator=g))
+    return model
+
+
+def random_model(seed: int = 0, **overrides: Any) -> HRM:
+    torch.manual_seed(seed)
+    return randomize(HRM(tiny_config(**overrides)), seed).eval()
+
+
+def write_checkpoint(
+    directory: Path,
+    model: HRM,
+    *,
+    weights_name: str = "step_100",
+    prefix: str = "_orig_mod.model.",
+    data_path: str | None = "data/tiny",
+    dataset_seq_len: int | None = None,
+) -> Path:
+    """Write `model` as upstream's pretrain.py would: all_config.yaml + a torch.save'd state dict.
+
+    With `dataset_seq_len`, also writes `<dir>/<data_path>/train/dataset.json`.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    arch = {k: getattr(cfg, k) for k in TINY_ARCH}
+    arch["forward_dtype"] = cfg.forward_dtype.value
+    doc = {
+        "arch": {
+            "name": "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1",
+            "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"},
+            **arch,
+        },
+        "data_path": data_path,
+        "global_batch_size": 768,
+        "epochs": 20000,
+        "lr": 1e-4,
+    }
+    (directory / "all_config.yaml").write_text(yaml.safe_dump(doc))
+    state = {prefix + k: v for k, v in model.state_dict().items()}
+    if weights_name.endswith(".safetensors"):
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, directory / weights_name)
+    else:
+        torch.save(state, directory / weights_name)
+    if dataset_seq_len is not None and data_path is not None:
+        meta_dir = directory / data_path / "train"
+        meta_dir.mkdir(parents=True, exist_ok=True)
+        meta = {"seq_len": dataset_seq_len, "vocab_size": cfg.vocab_size, "pad_id": 0}
+        (meta_dir / "dataset.json").write_text(json.dumps(meta))
+    return directory
+
+
+@pytest.fixture
+def tiny_model() -> HRM:
+    return random_model()
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path, tiny_model: HRM) -> Path:
+    """A tiny upstream-format checkpoint whose seq_len comes from its dataset.json."""
+    return write_checkpoint(tmp_path / "ckpt", tiny_model, dataset_seq_len=TINY_DIMS["seq_len"])
+
+
+def act_model(seed: int = 0, scale: float = 0.5) -> HRM:
+    """A random model whose ACT loop is not chaotic (residual branches scaled down), so compiled
+    and PyTorch loops stay close over many steps, and whose Q head halts rows at different steps
+    (seed 0: steps 8, 1, 1, 3, 1, 8, 8, 4 on `act_inputs()` with max_steps 8)."""
+    model = random_model(seed=seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "o_proj" in name or "down_proj" in name:
+                p.mul_(scale)
+    return model
+
+
+def act_inputs(batch: int = 8, seed: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    inputs = torch.randint(0, TINY_DIMS["vocab_size"], (batch, TINY_DIMS["seq_len"]), generator=g)
+    ids = torch.randint(0, TINY_DIMS["num_puzzle_identifiers"], (batch,), generator=g)
+    return inputs.to(torch.int32), ids.to(torch.int32)

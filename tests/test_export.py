@@ -1,0 +1,123 @@
+"""Export -> compile -> run parity for every dialect and dtype, the @step ABI, and determinism."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from hrm_mlir.compile import compile_module, detect_output_type, read_functions
+from hrm_mlir.config import DType, OutputType
+from hrm_mlir.errors import CompileError
+from hrm_mlir.export import ExportOptions, export_step, parse_step_signature, prepare_model
+from hrm_mlir.fileio import write_atomic
+from hrm_mlir.runtime import CompiledModule
+from hrm_mlir.verify import STEP_OUTPUTS, TOLERANCES, compare, random_step_inputs, verify_step
+from tests.conftest import random_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_model(seed=11)
+
+
+@pytest.mark.parametrize("dtype", list(DType), ids=str)
+@pytest.mark.parametrize("output_type", list(OutputType), ids=str)
+def test_every_dialect_compiles_runs_and_matches_pytorch(model, output_type, dtype):
+    exported = export_step(model, ExportOptions(output_type=output_type, dtype=dtype, batch_size=2))
+    report = verify_step(prepare_model(model, dtype), CompiledModule(compile_module(exported)), 2)
+    assert report.passed, report.failures()
+    assert report.argmax_agreement is not None and report.argmax_agreement >= 0.9
+    assert report.halt_agreement == 1.0
+
+
+def test_step_abi(model, tmp_path: Path):
+    exported = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS))
+    functions = read_functions(exported.save(tmp_path / "m.mlir"))
+    assert list(functions) == ["step"]  # exactly one public function
+    assert functions["step"] == (
+        "(tensor<1x18x64xf32>, tensor<1x18x64xf32>, tensor<1x16xi32>, tensor<1xi32>) -> "
+        "(tensor<1x18x64xf32>, tensor<1x18x64xf32>, tensor<1x16x11xf32>, tensor<1xf32>, "
+        "tensor<1xf32>)"
+    )
+    torch_fn = read_functions(export_step(model).save(tmp_path / "t.mlirbc"))["step"]
+    assert parse_step_signature(torch_fn) == (1, DType.FLOAT32)
+    assert torch_fn.startswith("(!torch.vtensor<[1,18,64],f32>")
+
+
+def test_export_is_byte_identical_and_bytecode_round_trips(model, tmp_path: Path):
+    options = ExportOptions(dtype=DType.BFLOAT16, batch_size=3)
+    a = export_step(model, options).save(tmp_path / "a.mlir").read_bytes()
+    b = export_step(model, options).save(tmp_path / "b.mlir").read_bytes()
+    assert a == b
+    assert "dense_resource" in a.decode() and "!torch.vtensor<[3,18,64],bf16>" in a.decode()
+    bc = export_step(model, options).save(tmp_path / "c.mlirbc")
+    assert bc.read_bytes()[:4] == b"ML\xefR"  # MLIR bytecode magic
+    assert parse_step_signature(read_functions(bc)["step"]) == (3, DType.BFLOAT16)
+
+
+def test_verification_catches_wrong_weights(model):
+    exported = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS))
+    compiled = CompiledModule(compile_module(exported))
+    other = random_model(seed=12)
+    report = verify_step(other, compiled, 1)
+    assert not report.passed
+    assert any("rel-L2" in f for f in report.failures())
+
+
+def test_harness_is_exact_on_identical_outputs_and_strict_past_tolerance(model):
+    args = random_step_inputs(model.config, 2)
+    with torch.no_grad():
+        ref = model.inner(*args)
+    same = compare(STEP_OUTPUTS, ref, ref, DType.FLOAT32)
+    assert same.passed and all(o.max_abs == 0 and o.rel_l2 == 0 for o in same.outputs)
+    assert same.argmax_agreement == 1.0 and same.halt_agreement == 1.0
+    bumped = list(ref)
+    tol = TOLERANCES[DType.FLOAT32]
+    bumped[2] = ref[2] * (1 + 5 * tol.rel_l2) + 5 * tol.atol
+    report = compare(STEP_OUTPUTS, bumped, ref, DType.FLOAT32)
+    assert [o.name for o in report.outputs if not o.passed] == ["logits"]
+    wrong_shape = compare(STEP_OUTPUTS, [*ref[:4], ref[4][:1]], ref, DType.FLOAT32)
+    assert wrong_shape.failures() == ["q_continue_logits: shape (1,), expected (2,)"]
+    assert compare(STEP_OUTPUTS, ref[:3], ref, DType.FLOAT32).failures() == [
+        "got 3 outputs, expected 5"
+    ]
+
+
+def test_dialect_detection(model, tmp_path: Path):
+    for output_type in OutputType:
+        exported = export_step(model, ExportOptions(output_type=output_type))
+        for suffix in (".mlir", ".mlirbc"):
+            path = exported.save(tmp_path / f"{output_type}{suffix}")
+            assert detect_output_type(path) == output_type, path.name
+
+
+def test_failed_compile_keeps_input_and_prints_reproducer(tmp_path: Path):
+    bad = tmp_path / "bad.mlir"
+    bad.write_text(
+        "func.func @step(%a: tensor<2xf32>) -> tensor<3xf32> { return %a : tensor<2xf32> }"
+    )
+    out = tmp_path / "bad.vmfb"
+    with pytest.raises(CompileError) as e:
+        compile_module(bad, out)
+    msg = str(e.value)
+    kept = tmp_path / "bad.vmfb.failed-input.mlir"
+    assert kept.read_text() == bad.read_text()
+    assert f"input kept at {kept}" in msg and re.search(r"reproduce: iree-compile .*bad", msg)
+    assert not out.exists()
+
+
+def test_atomic_write_leaves_nothing_on_interrupt(tmp_path: Path):
+    target = tmp_path / "out.mlir"
+
+    def interrupted(f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, interrupted)
+    assert list(tmp_path.iterdir()) == []
+    write_atomic(target, b"whole")
+    assert target.read_bytes() == b"whole" and len(list(tmp_path.iterdir())) == 1
