@@ -73,7 +73,7 @@ def test_fixed_steps_match_pytorch_eval_loop(model, compiled):
 
 def test_act_equals_calling_the_compiled_step_n_times(model, compiled):
     inputs, ids = act_inputs(BATCH)
-    z = compiled.call("initial_carry")
+    z = compiled.call("initial_carry", ids)
     torch.testing.assert_close(z[0][0, 0], model.inner.H_init, rtol=0, atol=0)
     for _ in range(3):
         *z, logits, q_h, _ = compiled.call("step", *z[:2], inputs, ids)
@@ -117,3 +117,8 @@ def test_cli_export_compile_run_from_vmfb(tmp_path: Path, model, capsys):
     assert main(["run", str(vmfb), "--puzzle", str(puzzles), "--max_steps", "3"]) == 0
     text = capsys.readouterr().out
     assert "3 puzzles; max_steps 3, fixed steps" in text and text.count("steps 3;") == 3
+
+
+def test_dynamic_batch_act_is_refused_with_the_reason(model):
+    with pytest.raises(ExportError, match=r"not yet for --entry act: IREE 3\.13 fails on it"):
+        export_act(model, ExportOptions(output_type=LINALG, batch_size=None))

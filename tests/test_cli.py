@@ -44,8 +44,20 @@ def test_export_compile_verify_commands(tiny_checkpoint: Path, tmp_path: Path, c
     report = tmp_path / "report.json"
     assert main(["verify", str(tiny_checkpoint), "--mlir", str(mlir), "--json", str(report)]) == 0
     doc = json.loads(report.read_text())
-    assert doc["passed"] and doc["dtype"] == "bfloat16" and len(doc["outputs"]) == 5
+    assert doc["passed"] and [r["batch_size"] for r in doc["reports"]] == [2]
+    assert doc["reports"][0]["dtype"] == "bfloat16" and len(doc["reports"][0]["outputs"]) == 5
     assert "verification passed" in capsys.readouterr().out
+
+
+def test_dynamic_batch_artifact_is_verified_at_several_sizes(tiny_checkpoint, tmp_path, capsys):
+    mlir = tmp_path / "dyn.mlir"
+    argv = ["export", str(tiny_checkpoint), "-o", str(mlir), "--batch_size", "dynamic"]
+    assert main([*argv, "--output_type", "linalg-on-tensors"]) == 0
+    assert "func.func @step(%arg0: tensor<?x18x64xf32>" in mlir.read_text()
+    report = tmp_path / "r.json"
+    assert main(["verify", str(tiny_checkpoint), "--mlir", str(mlir), "--json", str(report)]) == 0
+    doc = json.loads(report.read_text())
+    assert doc["passed"] and [r["batch_size"] for r in doc["reports"]] == [1, 3, 16]
 
 
 def test_verify_fails_with_nonzero_exit_on_other_weights(tmp_path: Path, tiny_checkpoint, capsys):
@@ -55,7 +67,7 @@ def test_verify_fails_with_nonzero_exit_on_other_weights(tmp_path: Path, tiny_ch
     mlir = tmp_path / "step.mlir"
     assert main(["export", str(tiny_checkpoint), "-o", str(mlir)]) == 0
     assert main(["verify", str(other), "--mlir", str(mlir)]) == 1
-    assert "verification failed: z_H: rel-L2" in capsys.readouterr().err
+    assert "verification failed: batch 1: z_H: rel-L2" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from hrm_mlir.compile import compile_module, detect_output_type, read_functions
+from hrm_mlir.compile import (
+    CompileOptions,
+    Target,
+    compile_module,
+    detect_output_type,
+    read_functions,
+)
 from hrm_mlir.config import DType, OutputType
 from hrm_mlir.errors import CompileError
 from hrm_mlir.export import ExportOptions, export_step, parse_step_signature, prepare_model
@@ -121,3 +127,13 @@ def test_atomic_write_leaves_nothing_on_interrupt(tmp_path: Path):
     assert list(tmp_path.iterdir()) == []
     write_atomic(target, b"whole")
     assert target.read_bytes() == b"whole" and len(list(tmp_path.iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "format_name"),
+    [(Target.CUDA, b"cuda-nvptx-fb"), (Target.VULKAN, b"vulkan-spirv-fb")],
+)
+def test_gpu_artifacts_build_on_a_cpu_only_machine(model, target, format_name):
+    exported = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS))
+    vmfb = compile_module(exported, options=CompileOptions(target=target))
+    assert format_name in vmfb  # the module carries a GPU executable of that format

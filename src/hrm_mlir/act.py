@@ -11,7 +11,9 @@ branch point has 5 operands, but region successor needs 2 inputs"). So the loop 
 
     act(inputs [B,seq_len] i32, puzzle_identifiers [B] i32, max_steps i32, q_halt i32)
       -> (logits [B,seq_len,V], q_halt_logits [B] f32, q_continue_logits [B] f32, steps [B] i32)
-    initial_carry() -> (z_H [B,S,D], z_L [B,S,D])
+    initial_carry(puzzle_identifiers [B] i32) -> (z_H [B,S,D], z_L [B,S,D])
+
+`B` is static: a symbolic batch exports, but iree-compile 3.13 fails on it (see `export_act`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ from torch_mlir.extras.fx_importer import FxImporter
 from hrm_mlir.checkpoint import Checkpoint
 from hrm_mlir.config import Entry, OutputType
 from hrm_mlir.errors import ExportError
-from hrm_mlir.export import INDEX_DTYPE, ExportedModule, ExportOptions, prepare_model
+from hrm_mlir.export import (
+    INDEX_DTYPE,
+    ExportedModule,
+    ExportOptions,
+    batch_dims,
+    example_step_args,
+    prepare_model,
+    trace_batch,
+)
 from hrm_mlir.model import HRM, HRMInner
 
 # Dialects whose @act is built; the loop is written with scf/arith/tensor ops around calls.
@@ -39,14 +49,17 @@ ACT_DIALECTS = (OutputType.LINALG_ON_TENSORS,)
 
 
 class InitialCarry(nn.Module):
-    """`@initial_carry`: the reset carry, H_init / L_init broadcast to [B, S, D]."""
+    """`@initial_carry`: the reset carry, H_init / L_init broadcast to [B, S, D].
 
-    def __init__(self, inner: HRMInner, batch_size: int) -> None:
+    It takes the puzzle identifiers only for their batch size (so it also works for a
+    symbolic batch)."""
+
+    def __init__(self, inner: HRMInner) -> None:
         super().__init__()
-        self.inner, self.batch_size = inner, batch_size
+        self.inner = inner
 
-    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.inner.initial_carry(self.batch_size)
+    def forward(self, puzzle_identifiers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inner.initial_carry(puzzle_identifiers.shape[0])
 
 
 class ACTInit(nn.Module):
@@ -97,15 +110,20 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
             f"--entry act is built for {', '.join(map(str, ACT_DIALECTS))}, not "
             f"{options.output_type}: its loop is scf.while around the linalg step"
         )
+    if options.batch_size is None:
+        # The module exports and verifies, but iree-compile 3.13 fails in iree-util-ipo on the
+        # call of a dynamically shaped @step inside scf.while ("operation's operand is unlinked").
+        raise ExportError(
+            "--batch_size dynamic is supported for @step, not yet for --entry act: IREE 3.13 "
+            "fails on it (iree-util-ipo: operation's operand is unlinked); export a static batch"
+        )
     model = prepare_model(source, options.dtype)
     cfg, b = model.config, options.batch_size
     options = replace(options, dtype=cfg.forward_dtype, entry=Entry.ACT)
     inner = model.inner
 
-    from hrm_mlir.export import example_step_args
-
-    step_args = example_step_args(cfg, b)
-    inputs = step_args[2]
+    step_args = example_step_args(cfg, trace_batch(b))
+    inputs, ids = step_args[2], step_args[3]
     new = inner(*step_args)
     state = ACTInit(inner)(inputs)
     # distinct tensors: torch.export would merge one tensor passed as two arguments
@@ -117,7 +135,7 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
     importer = FxImporter(context=ctx)
     programs = [
         ("step", inner, step_args),
-        ("initial_carry", InitialCarry(inner, b), ()),
+        ("initial_carry", InitialCarry(inner), (ids,)),
         ("act_init", ACTInit(inner), (inputs,)),
         ("act_update", ACTUpdate(), update_args),
     ]
@@ -125,7 +143,8 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             for name, module, args in programs:
-                prog = torch.export.export(module, args, strict=False)
+                dynamic = batch_dims(args) if b is None else None
+                prog = torch.export.export(module, args, dynamic_shapes=dynamic, strict=False)
                 prog = prog.run_decompositions(get_decomposition_table())
                 importer.import_frozen_program(prog, func_name=name)
         module = importer.module
@@ -149,7 +168,8 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
         for op in list(act.body.operations):
             if op.attributes["sym_name"].value == "act":
                 # IREE keeps `iree.reflection` in the .vmfb: `run model.vmfb` reads the config.
-                meta = {"hrm.config": cfg.model_dump_json(), "hrm.batch_size": str(b)}
+                batch = "dynamic" if b is None else str(b)
+                meta = {"hrm.config": cfg.model_dump_json(), "hrm.batch_size": batch}
                 op.attributes["iree.reflection"] = ir.DictAttr.get(
                     {k: ir.StringAttr.get(v) for k, v in meta.items()}
                 )

@@ -22,6 +22,7 @@ from hrm_mlir.errors import HrmMlirError
 
 EXIT_USER_ERROR = 2
 EXIT_VERIFY_FAILED = 1
+DYNAMIC_VERIFY_BATCHES = (1, 3, 16)  # a symbolic-batch artifact is verified at each
 # Piped output (logs, CI, tests) gets wide lines instead of rich's 80-column default.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
@@ -45,6 +46,11 @@ def _positive(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
     return n
+
+
+def _batch(value: str) -> int | None:
+    """A positive batch size, or `dynamic` (None): a symbolic batch dimension."""
+    return None if value == "dynamic" else _positive(value)
 
 
 def add_model_options(p: argparse.ArgumentParser, *, dtype_default: str) -> None:
@@ -71,7 +77,11 @@ def add_model_options(p: argparse.ArgumentParser, *, dtype_default: str) -> None
         help=f"forward dtype: float32|bfloat16 (default: {dtype_default})",
     )
     p.add_argument(
-        "--batch_size", "--batch-size", type=_positive, default=1, help="batch size (default: 1)"
+        "--batch_size",
+        "--batch-size",
+        type=_batch,
+        default=1,
+        help="batch size, or 'dynamic' for one artifact serving every batch (default: 1)",
     )
 
 
@@ -127,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p, dtype_default="the checkpoint's forward_dtype, or the --mlir file's")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    add_compile_options(p, gpu=False)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("run", help="solve puzzles with the compiled ACT loop")
@@ -151,7 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop each puzzle once q_halt > q_continue (default: off, upstream's eval loop)",
     )
     p.add_argument(
-        "--batch_size", "--batch-size", type=_positive, default=1, help="batch size (default: 1)"
+        "--batch_size",
+        "--batch-size",
+        type=_batch,
+        default=1,
+        help="batch of a checkpoint compiled here, or 'dynamic' (default: 1)",
     )
     p.add_argument(
         "--dtype",
@@ -172,21 +187,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="with a .vmfb: the checkpoint for --compare-pytorch (default: none)",
     )
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+    add_compile_options(p, gpu=False)
     p.set_defaults(func=cmd_run)
     return parser
 
 
-def add_compile_options(p: argparse.ArgumentParser) -> None:
+def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None:
+    """iree-compile options; commands that run on this CPU (verify, run) take the CPU ones."""
     from hrm_mlir.compile import Target
 
-    p.add_argument(
-        "--target",
-        type=_choice(Target),
-        default=Target.LLVM_CPU,
-        help="IREE target: " + "|".join(t.value for t in Target) + " (default: llvm-cpu)",
-    )
+    if gpu:
+        p.add_argument(
+            "--target",
+            type=_choice(Target),
+            default=Target.LLVM_CPU,
+            help="IREE target: " + "|".join(t.value for t in Target) + " (default: llvm-cpu)",
+        )
+        p.add_argument(
+            "--cuda-arch",
+            "--cuda_arch",
+            default="sm_80",
+            help="CUDA target (default: sm_80; IREE 3.13 cannot compile for sm_90, iree#22147)",
+        )
+        p.add_argument(
+            "--vulkan-target",
+            default="ampere",
+            help="Vulkan target: an architecture (ampere, rdna3, ...) (default: ampere)",
+        )
     p.add_argument("--cpu", default="host", help="llvm-cpu target CPU (default: host)")
-    p.add_argument("--cuda-arch", "--cuda_arch", default="sm_90", help="CUDA SM (default: sm_90)")
     p.add_argument(
         "--iree-flag",
         action="append",
@@ -199,10 +227,12 @@ def add_compile_options(p: argparse.ArgumentParser) -> None:
 def compile_options(args: argparse.Namespace):
     from hrm_mlir.compile import CompileOptions
 
+    defaults = CompileOptions()
     return CompileOptions(
-        target=args.target,
+        target=getattr(args, "target", defaults.target),
         cpu=args.cpu,
-        cuda_arch=args.cuda_arch,
+        cuda_arch=getattr(args, "cuda_arch", defaults.cuda_arch),
+        vulkan_target=getattr(args, "vulkan_target", defaults.vulkan_target),
         extra_flags=tuple(args.iree_flag),
     )
 
@@ -304,25 +334,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if "step" not in functions:
             raise HrmMlirError(f"{args.mlir}: no public @step function")
         batch, dtype = parse_step_signature(functions["step"])
-        compiled = CompiledModule(compile_module(args.mlir))
+        compiled = CompiledModule(compile_module(args.mlir, options=compile_options(args)))
         what = str(args.mlir)
     else:
         options = ExportOptions(
             output_type=args.output_type, dtype=args.dtype, batch_size=args.batch_size
         )
         exported = export_step(ck, options)
-        compiled = CompiledModule(compile_module(exported))
-        batch, dtype = options.batch_size, exported.options.dtype
+        compiled = CompiledModule(compile_module(exported, options=compile_options(args)))
+        batch, dtype = options.batch_size, exported.config.forward_dtype
         what = f"@step exported as {options.output_type}"
-    assert dtype is not None
-    report = verify_step(ck.build_model(dtype), compiled, batch, seed=args.seed)
-    out.print(report.table(title=f"{what} vs PyTorch ({dtype}, batch {batch})"))
+    model = ck.build_model(dtype)
+    failures, reports = [], []
+    for b in [batch] if batch is not None else list(DYNAMIC_VERIFY_BATCHES):
+        report = verify_step(model, compiled, b, seed=args.seed)
+        out.print(report.table(title=f"{what} vs PyTorch ({dtype}, batch {b})"))
+        reports.append({"batch_size": b, **report.as_dict()})
+        failures += [f"batch {b}: {f}" for f in report.failures()]
     if args.json is not None:
         from hrm_mlir.fileio import write_atomic
 
-        write_atomic(args.json, json.dumps(report.as_dict(), indent=2).encode())
-    if not report.passed:
-        print(f"hrm-mlir: verification failed: {'; '.join(report.failures())}", file=sys.stderr)
+        doc = {"passed": not failures, "mlir": what, "reports": reports}
+        write_atomic(args.json, json.dumps(doc, indent=2).encode())
+    if failures:
+        print(f"hrm-mlir: verification failed: {'; '.join(failures)}", file=sys.stderr)
         return EXIT_VERIFY_FAILED
     out.print("verification passed")
     return 0
@@ -344,7 +379,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         checkpoint = load_checkpoint(args.model, seq_len=args.seq_len)
         out.print(f"compiling @act for this CPU ({args.dtype}, batch {args.batch_size}) ...")
         model = CompiledACT.from_checkpoint(
-            checkpoint, dtype=args.dtype, batch_size=args.batch_size
+            checkpoint,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            compile_options=compile_options(args),
         )
         what = f"{checkpoint.weights_path} (compiled here, {args.dtype})"
     cfg = model.config

@@ -48,13 +48,17 @@ class CompileOptions:
     Attributes:
         target: the HAL target.
         cpu: `--iree-llvmcpu-target-cpu` for llvm-cpu ("host" = this machine's CPU).
-        cuda_arch: `--iree-cuda-target` for the cuda target.
+        cuda_arch: `--iree-cuda-target` for the cuda target. IREE 3.13 knows no sm_90+ target
+            ("missing GPU target in #hal.executable.target", iree-org/iree#22147), so the
+            default is sm_80, whose PTX the driver JIT-compiles for Hopper too.
+        vulkan_target: `--iree-vulkan-target` (e.g. ampere, rdna3, valhall4).
         extra_flags: passed to iree-compile last, so they override the defaults.
     """
 
     target: Target = Target.LLVM_CPU
     cpu: str = "host"
-    cuda_arch: str = "sm_90"
+    cuda_arch: str = "sm_80"
+    vulkan_target: str = "ampere"
     extra_flags: tuple[str, ...] = field(default_factory=tuple)
 
     def flags(self) -> list[str]:
@@ -63,7 +67,7 @@ class CompileOptions:
         elif self.target == Target.CUDA:
             flags = [f"--iree-cuda-target={self.cuda_arch}"]
         else:
-            flags = []
+            flags = [f"--iree-vulkan-target={self.vulkan_target}"]
         return [*flags, *self.extra_flags]
 
     @property

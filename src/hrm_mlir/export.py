@@ -16,6 +16,7 @@ import re
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch_mlir import fx, ir
@@ -37,17 +38,18 @@ class ExportOptions:
     Attributes:
         output_type: the MLIR dialect written.
         dtype: forward dtype; None means the checkpoint's `forward_dtype`.
-        batch_size: static batch size of every argument.
+        batch_size: static batch size of every argument; None exports a symbolic batch
+            dimension (`?`), so one compiled artifact serves every batch size.
         entry: `step` (one ACT step); `act` (the whole loop) is built by `hrm_mlir.act`.
     """
 
     output_type: OutputType = OutputType.TORCH
     dtype: DType | None = None
-    batch_size: int = 1
+    batch_size: int | None = 1
     entry: Entry = Entry.STEP
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ExportError(f"--batch_size must be >= 1, got {self.batch_size}")
 
 
@@ -118,30 +120,51 @@ def export_step(source: Checkpoint | HRM, options: ExportOptions | None = None) 
     options = options or ExportOptions()
     model = prepare_model(source, options.dtype)
     options = replace(options, dtype=model.config.forward_dtype, entry=Entry.STEP)
-    args = example_step_args(model.config, options.batch_size)
-    module = _lower(model.inner, args, options.output_type, STEP_FUNC)
+    args = example_step_args(model.config, trace_batch(options.batch_size))
+    dynamic = batch_dims(args) if options.batch_size is None else None
+    module = _lower(model.inner, args, options.output_type, STEP_FUNC, dynamic)
     return ExportedModule(module, model.config, options)
 
 
-def parse_step_signature(function_type: str) -> tuple[int, DType]:
-    """(batch size, forward dtype) from the MLIR type of `@step`, in any exported dialect."""
-    m = re.match(r"\(!torch\.vtensor<\[(\d+),\d+,\d+\],(\w+)>", function_type) or re.match(
-        r"\(tensor<(\d+)x\d+x\d+x(\w+)>", function_type
+def parse_step_signature(function_type: str) -> tuple[int | None, DType]:
+    """(batch size or None if symbolic, forward dtype) from the MLIR type of `@step`."""
+    m = re.match(r"\(!torch\.vtensor<\[(-?\d+|\?),\d+,\d+\],(\w+)>", function_type) or re.match(
+        r"\(tensor<(\d+|\?)x\d+x\d+x(\w+)>", function_type
     )
     dtypes = {d.mlir: d for d in DType}
     if m is None or m.group(2) not in dtypes:
         raise ExportError(f"@step does not have the documented ABI: {function_type[:200]}")
-    return int(m.group(1)), dtypes[m.group(2)]
+    batch = m.group(1)
+    return (int(batch) if batch.isdigit() else None), dtypes[m.group(2)]
+
+
+def trace_batch(batch_size: int | None) -> int:
+    """The example batch to trace with; 2 for a symbolic batch (torch.export specializes 1)."""
+    return 2 if batch_size is None else batch_size
+
+
+def batch_dims(args: tuple[torch.Tensor, ...]) -> tuple[dict[int, Any] | None, ...]:
+    """torch.export dynamic_shapes making dim 0 of every non-scalar argument one symbol."""
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    return tuple({0: batch} if a.dim() > 0 else None for a in args)
 
 
 def _lower(
-    module: torch.nn.Module, args: tuple[torch.Tensor, ...], output_type: OutputType, name: str
+    module: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    output_type: OutputType,
+    name: str,
+    dynamic_shapes: tuple | None = None,
 ) -> ir.Module:
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.export's pytree deprecations
             return fx.export_and_import(
-                module, *args, output_type=output_type.value, func_name=name
+                module,
+                *args,
+                output_type=output_type.value,
+                func_name=name,
+                dynamic_shapes=dynamic_shapes,
             )
     except Exception as e:  # torch.export and torch-mlir raise many exception types
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
