@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -189,6 +190,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     add_compile_options(p, gpu=False)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("bench", help="time eager, torch.compile, ONNX Runtime and IREE")
+    p.add_argument("checkpoint", type=Path, help="checkpoint directory or weights file")
+    p.add_argument("--seq_len", "--seq-len", type=_positive, default=None, help="see export")
+    p.add_argument(
+        "--batch_sizes", "--batch-sizes", default="1,16", help="comma list (default: 1,16)"
+    )
+    p.add_argument(
+        "--runtimes",
+        default="eager,compile,onnx,iree,iree-tuned",
+        help="comma list of eager,compile,onnx,iree,iree-tuned "
+        "(default: eager,compile,onnx,iree,iree-tuned)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        help="threads of every runtime (default: all cores)",
+    )
+    p.add_argument("--iterations", type=_positive, default=20, help="timed rounds (default: 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed rounds (default: 3)")
+    p.add_argument(
+        "--act-steps",
+        type=int,
+        default=4,
+        help="also time @act with N steps against N calls of @step; 0 = skip (default: 4)",
+    )
+    p.add_argument(
+        "--phases",
+        action="store_true",
+        help="also measure export and compile wall time and peak RSS (default: off)",
+    )
+    p.add_argument("--json", type=Path, default=None, help="write every sample as JSON")
+    p.add_argument("--plot", type=Path, default=None, help="write latency vs batch as PNG")
+    add_compile_options(p, gpu=False)
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -424,6 +461,72 @@ def cmd_run(args: argparse.Namespace) -> int:
             pytorch_agreement=agreement,
         )
         write_atomic(args.json, doc.encode())
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from hrm_mlir import bench
+    from hrm_mlir.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(args.checkpoint, seq_len=args.seq_len)
+    try:
+        batches = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError:
+        raise HrmMlirError(
+            f"--batch_sizes: expected a comma list of integers, got {args.batch_sizes!r}"
+        ) from None
+    runtimes = [r.strip() for r in args.runtimes.split(",")]
+    report = bench.bench(
+        ck,
+        batch_sizes=batches,
+        runtimes=runtimes,
+        threads=args.threads,
+        iterations=args.iterations,
+        warmup=args.warmup,
+        act_steps=args.act_steps,
+        compile_options=compile_options(args),
+    )
+    if args.phases:
+        with tempfile.TemporaryDirectory() as tmp:
+            report.phases = bench.measure_phases(ck.weights_path, args.seq_len, Path(tmp))
+    t = Table(
+        title=f"HRM step, float32, {report.threads} threads, "
+        f"measured fp32 peak {report.peak_gflops:.0f} GFLOP/s"
+    )
+    for col in (
+        "batch",
+        "runtime",
+        "median ms",
+        "min",
+        "max",
+        "GFLOP/s",
+        "% peak",
+        "x eager",
+        "x onnxruntime",
+        "verified",
+    ):
+        t.add_column(col, justify="left" if col in ("runtime", "verified") else "right")
+    for r in report.results:
+        t.add_row(
+            str(r.batch_size), r.runtime, f"{r.median_ms:.1f}", f"{min(r.samples_ms):.1f}",
+            f"{max(r.samples_ms):.1f}", f"{r.gflops:.0f}", f"{r.pct_peak:.0f}%",
+            f"{r.vs_eager:.2f}" if r.vs_eager else "-",
+            f"{r.vs_onnx:.2f}" if r.vs_onnx else "-", r.verified,
+        )  # fmt: skip
+    out.print(t)
+    for a in report.act:
+        out.print(
+            f"@act with {a['steps']} steps, batch {a['batch_size']}: {a['act_ms']:.1f} ms; "
+            f"{a['steps']} calls of @step: {a['step_loop_ms']:.1f} ms; ratio {a['ratio']:.3f}"
+        )
+    for name, phase in report.phases.items():
+        out.print(f"{name}: {phase['wall_s']:.1f} s, peak RSS {phase['peak_rss_mib']:.0f} MiB")
+    if args.json is not None:
+        bench.write_json(report, args.json)
+    if args.plot is not None:
+        bench.plot(report, args.plot)
     return 0
 
 

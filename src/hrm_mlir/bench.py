@@ -1,0 +1,315 @@
+"""Side-by-side latency of one HRM step: PyTorch eager, torch.compile, ONNX Runtime and IREE.
+
+Every runtime is verified against eager before it is timed. Samples are interleaved (one call of
+each runtime per round, after warm-up), so machine noise hits all of them alike; ratios are taken
+within one run. FLOPs are the exact matmul FLOPs of a step (`step_flops`); the peak is a float32
+GEMM measured in the same process with the same thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from hrm_mlir.checkpoint import Checkpoint
+from hrm_mlir.compile import CompileOptions, compile_module
+from hrm_mlir.config import DType, HRMConfig, OutputType
+from hrm_mlir.export import ExportOptions, export_step
+from hrm_mlir.model import HRM
+from hrm_mlir.runtime import CompiledModule
+from hrm_mlir.verify import STEP_OUTPUTS, compare, random_step_inputs
+
+# Flags that a probe on this machine kind found fastest for the f32 step (see the reference
+# notes); `bench` measures them beside IREE's defaults in the same run.
+TUNED_CPU_FLAGS = (
+    "--iree-opt-level=O3",
+    "--iree-opt-data-tiling",
+    "--iree-llvmcpu-enable-ukernels=all",
+    "--iree-llvmcpu-matmul-tile-bytes=1048576",
+    "--iree-llvmcpu-stack-allocation-limit=262144",
+)
+
+
+def step_flops(config: HRMConfig, batch_size: int) -> int:
+    """Matmul FLOPs (2 per multiply-add) of one ACT step; elementwise work is not counted."""
+    d, s, i = config.hidden_size, config.total_seq_len, config.intermediate_size
+    rows = batch_size * s
+    block = 2 * rows * d * (3 * d + d + 2 * i + i)  # qkv, o, gate_up, down projections
+    block += 2 * 2 * batch_size * config.num_heads * s * s * config.head_dim  # QK^T, PV
+    blocks = config.H_cycles * (config.L_cycles * config.L_layers + config.H_layers)
+    # lm_head runs on every token (puzzle-embedding ones too) before they are sliced off
+    heads = 2 * batch_size * s * d * config.vocab_size + 2 * batch_size * d * 2
+    return blocks * block + heads
+
+
+def measure_peak_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
+    """float32 GEMM throughput of this machine (torch.mm, best of `repeats`)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(_time(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _time(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@dataclass
+class Result:
+    runtime: str
+    batch_size: int
+    samples_ms: list[float]
+    gflops: float = 0.0
+    pct_peak: float = 0.0
+    vs_eager: float | None = None  # eager median / this median (>1 = faster than eager)
+    vs_onnx: float | None = None
+    verified: str = ""
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+
+@dataclass
+class BenchReport:
+    machine: dict
+    threads: int
+    dtype: str
+    peak_gflops: float
+    config: dict
+    flags: dict
+    results: list[Result] = field(default_factory=list)
+    act: list[dict] = field(default_factory=list)
+    phases: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        doc = asdict(self)
+        for r, d in zip(self.results, doc["results"], strict=True):
+            d["median_ms"], d["min_ms"], d["max_ms"] = (
+                r.median_ms,
+                min(r.samples_ms),
+                max(r.samples_ms),
+            )
+        return doc
+
+
+def _runners(
+    model: HRM,
+    batch: int,
+    runtimes: list[str],
+    threads: int,
+    compile_options: CompileOptions,
+) -> dict[str, tuple[Callable[[], object], str]]:
+    """name -> (a call of the step on fixed inputs, how its outputs compare with eager)."""
+    args = random_step_inputs(model.config, batch, seed=batch)
+    with torch.no_grad():
+        ref = model.inner(*args)
+    dtype = model.config.forward_dtype
+    out: dict[str, tuple[Callable[[], object], str]] = {}
+
+    def checked(name: str, got) -> str:
+        report = compare(STEP_OUTPUTS, [torch.as_tensor(g) for g in got], ref, dtype)
+        if not report.passed:
+            raise RuntimeError(f"{name} at batch {batch} is wrong: {report.failures()}")
+        return f"max rel-L2 {max(o.rel_l2 for o in report.outputs):.1e}"
+
+    if "eager" in runtimes:
+        out["eager"] = (lambda: _no_grad(model.inner, args), "reference")
+    if "compile" in runtimes:
+        compiled = torch.compile(model.inner)
+        out["torch.compile"] = (
+            lambda: _no_grad(compiled, args),
+            checked("torch.compile", _no_grad(compiled, args)),
+        )
+    if "onnx" in runtimes:
+        session = _onnx_session(model, args, threads)
+        if session is not None:
+            feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
+            got = session.run(None, feeds)
+            out["onnxruntime"] = (lambda: session.run(None, feeds), checked("onnxruntime", got))
+    variants = {
+        "iree": compile_options,
+        "iree-tuned": CompileOptions(extra_flags=(*compile_options.extra_flags, *TUNED_CPU_FLAGS)),
+    }
+    wanted = [name for name in variants if name in runtimes]
+    if wanted:
+        options = ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, batch_size=batch)
+        exported = export_step(model, options)
+    for name in wanted:
+        module = CompiledModule(compile_module(exported, options=variants[name]))
+        out[name] = (partial(module.call, "step", *args), checked(name, module.call("step", *args)))
+    return out
+
+
+def _no_grad(fn, args):
+    with torch.no_grad():
+        return fn(*args)
+
+
+def _onnx_session(model: HRM, args, threads: int):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("onnxruntime is not installed: skipping it (pip install '.[bench]')")
+        return None
+    path = Path(tempfile.mkdtemp(prefix="hrm-onnx-")) / "step.onnx"
+    with torch.no_grad():
+        torch.onnx.export(model.inner, args, path, dynamo=True, external_data=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def bench(
+    source: Checkpoint | HRM,
+    *,
+    batch_sizes: list[int],
+    runtimes: list[str],
+    threads: int,
+    iterations: int,
+    warmup: int,
+    act_steps: int,
+    compile_options: CompileOptions | None = None,
+) -> BenchReport:
+    """Measure every runtime at every batch size (float32)."""
+    torch.set_num_threads(threads)
+    from iree.runtime import flags
+
+    flags.parse_flags(f"--task_topology_max_group_count={threads}")
+    compile_options = compile_options or CompileOptions()
+    model = source.build_model(DType.FLOAT32) if isinstance(source, Checkpoint) else source.eval()
+    peak = measure_peak_gflops(threads)
+    report = BenchReport(
+        machine={
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+        },
+        threads=threads,
+        dtype="float32",
+        peak_gflops=peak,
+        config=model.config.model_dump(mode="json"),
+        flags={"iree": list(compile_options.flags()), "iree-tuned": list(TUNED_CPU_FLAGS)},
+    )
+    for batch in batch_sizes:
+        runners = _runners(model, batch, runtimes, threads, compile_options)
+        samples: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(warmup):
+            for fn, _v in runners.values():
+                fn()
+        for i in range(iterations):
+            names = list(runners)
+            names = names[i % len(names) :] + names[: i % len(names)]  # rotate the order
+            for name in names:
+                samples[name].append(1e3 * _time(runners[name][0]))
+        flops = step_flops(model.config, batch)
+        results = [
+            Result(name, batch, samples[name], verified=runners[name][1]) for name in runners
+        ]
+        eager = next((r.median_ms for r in results if r.runtime == "eager"), None)
+        onnx = next((r.median_ms for r in results if r.runtime == "onnxruntime"), None)
+        for r in results:
+            r.gflops = flops / (r.median_ms / 1e3) / 1e9
+            r.pct_peak = 100 * r.gflops / peak
+            r.vs_eager = eager / r.median_ms if eager else None
+            r.vs_onnx = onnx / r.median_ms if onnx else None
+        report.results += results
+        if act_steps and "iree" in runtimes:
+            report.act.append(_act_vs_steps(model, batch, act_steps, compile_options, iterations))
+    return report
+
+
+def _act_vs_steps(model: HRM, batch: int, steps: int, options: CompileOptions, iters: int):
+    """Median of one `@act` call with `steps` steps against `steps` calls of `@step`."""
+    from hrm_mlir.act import export_act
+
+    exported = export_act(
+        model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, batch_size=batch)
+    )
+    module = CompiledModule(compile_module(exported, options=options))
+    _, _, inputs, ids = random_step_inputs(model.config, batch)
+    n, q = torch.tensor(steps, dtype=torch.int32), torch.tensor(0, dtype=torch.int32)
+
+    def loop() -> None:
+        z = module.call("initial_carry", ids)
+        for _ in range(steps):
+            z = module.call("step", z[0], z[1], inputs, ids)
+
+    act_ms, loop_ms = [], []
+    module.call("act", inputs, ids, n, q)
+    loop()
+    for _ in range(max(iters // 2, 3)):
+        act_ms.append(1e3 * _time(lambda: module.call("act", inputs, ids, n, q)))
+        loop_ms.append(1e3 * _time(loop))
+    a, s = statistics.median(act_ms), statistics.median(loop_ms)
+    return {"batch_size": batch, "steps": steps, "act_ms": a, "step_loop_ms": s, "ratio": a / s}
+
+
+def measure_phases(checkpoint_path: Path, seq_len: int | None, workdir: Path) -> dict:
+    """Wall time and peak RSS of `hrm-mlir export` and `hrm-mlir compile`, each in its own
+    process (as a user runs them)."""
+    mlir, vmfb = workdir / "phase.mlirbc", workdir / "phase.vmfb"
+    common = ["--output_type", "linalg-on-tensors", "--dtype", "float32"]
+    if seq_len:
+        common += ["--seq_len", str(seq_len)]
+    phases = {}
+    for name, argv in (
+        ("export", ["export", str(checkpoint_path), "-o", str(mlir), *common]),
+        ("compile", ["compile", str(mlir), "-o", str(vmfb)]),
+    ):
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hrm_mlir", *argv], stdout=subprocess.DEVNULL
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        if status != 0:
+            raise RuntimeError(f"hrm-mlir {name} failed with status {status}")
+        phases[name] = {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}
+    return phases
+
+
+def plot(report: BenchReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in dict.fromkeys(r.runtime for r in report.results):
+        rows = [r for r in report.results if r.runtime == name]
+        ax.plot([r.batch_size for r in rows], [r.median_ms for r in rows], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("median ms per ACT step")
+    ax.set_title(
+        f"HRM step, float32, {report.threads} threads (peak {report.peak_gflops:.0f} GFLOP/s)"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_json(report: BenchReport, path: Path) -> None:
+    from hrm_mlir.fileio import write_atomic
+
+    write_atomic(path, json.dumps(report.as_dict(), indent=2).encode())

@@ -1,0 +1,41 @@
+"""The benchmark harness: exact FLOP count, verified-before-timed runtimes, JSON and plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from hrm_mlir import bench
+from hrm_mlir.cli import main
+from tests.conftest import random_model, write_checkpoint
+
+
+@pytest.mark.parametrize("overrides", [{}, {"puzzle_emb_ndim": 0, "H_cycles": 3}])
+def test_step_flops_equal_torch_flop_counter(overrides):
+    model = random_model(**overrides)
+    args = bench.random_step_inputs(model.config, 3)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.inner(*args)
+    assert bench.step_flops(model.config, 3) == counter.get_total_flops()
+
+
+def test_bench_command_times_verified_runtimes(tmp_path: Path, capsys):
+    ckpt = write_checkpoint(tmp_path / "ck", random_model(), dataset_seq_len=16)
+    out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
+    argv = ["bench", str(ckpt), "--batch_sizes", "1,2", "--runtimes", "eager,iree"]
+    argv += ["--iterations", "3", "--warmup", "1", "--act-steps", "2", "--threads", "1"]
+    assert main([*argv, "--json", str(out_json), "--plot", str(out_png)]) == 0
+    doc = json.loads(out_json.read_text())
+    rows = {(r["runtime"], r["batch_size"]): r for r in doc["results"]}
+    assert set(rows) == {("eager", 1), ("eager", 2), ("iree", 1), ("iree", 2)}
+    assert all(len(r["samples_ms"]) == 3 and r["median_ms"] > 0 for r in rows.values())
+    assert rows["iree", 1]["verified"].startswith("max rel-L2")
+    assert rows["eager", 2]["vs_eager"] == 1.0
+    assert doc["threads"] == 1 and doc["peak_gflops"] > 0
+    assert [a["steps"] for a in doc["act"]] == [2, 2]
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "x onnxruntime" in capsys.readouterr().out
