@@ -137,3 +137,16 @@ def test_gpu_artifacts_build_on_a_cpu_only_machine(model, target, format_name):
     exported = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS))
     vmfb = compile_module(exported, options=CompileOptions(target=target))
     assert format_name in vmfb  # the module carries a GPU executable of that format
+
+
+def test_zero_copy_literals_match_torch_mlirs_own_import(model, tmp_path: Path):
+    """The faster literal import must give the same module as torch-mlir's default path."""
+    from torch_mlir import fx
+
+    from hrm_mlir.export import example_step_args
+
+    args = example_step_args(model.config, 1)
+    with torch.no_grad():
+        default = fx.export_and_import(model.inner, *args, output_type="torch", func_name="step")
+    ours = export_step(model, ExportOptions(output_type=OutputType.TORCH))
+    assert ours.text() == str(default)

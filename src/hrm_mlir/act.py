@@ -37,6 +37,7 @@ from hrm_mlir.export import (
     INDEX_DTYPE,
     ExportedModule,
     ExportOptions,
+    ZeroCopyLiterals,
     batch_dims,
     example_step_args,
     prepare_model,
@@ -132,7 +133,7 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
 
     ctx = ir.Context()
     torch_d.register_dialect(ctx)
-    importer = FxImporter(context=ctx)
+    importer = FxImporter(context=ctx, hooks=ZeroCopyLiterals())
     programs = [
         ("step", inner, step_args),
         ("initial_carry", InitialCarry(inner), (ids,)),
