@@ -54,8 +54,7 @@ def _batch(value: str) -> int | None:
     return None if value == "dynamic" else _positive(value)
 
 
-def add_model_options(p: argparse.ArgumentParser, *, dtype_default: str) -> None:
-    """Options shared by the commands that export: dims, dialect, dtype, batch."""
+def add_seq_len_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seq_len",
         "--seq-len",
@@ -64,6 +63,11 @@ def add_model_options(p: argparse.ArgumentParser, *, dtype_default: str) -> None
         help="puzzle length when the checkpoint cannot tell (default: from the weights or "
         "<data_path>/train/dataset.json; published: 81 Sudoku, 900 maze/ARC)",
     )
+
+
+def add_model_options(p: argparse.ArgumentParser, *, dtype_default: str) -> None:
+    """Options shared by the commands that export: dims, dialect, dtype, batch."""
+    add_seq_len_option(p)
     p.add_argument(
         "--output_type",
         "--output-type",
@@ -96,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="show a checkpoint's config, dimensions and weights")
     p.add_argument("checkpoint", type=Path, help="checkpoint directory or weights file")
-    p.add_argument("--seq_len", "--seq-len", type=_positive, default=None, help="see export")
+    add_seq_len_option(p)
     p.add_argument(
         "--json", action="store_true", help="print JSON incl. H_init/L_init (default: off)"
     )
@@ -147,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--family", default=None, help="sudoku|maze|arc (default: detected from the file)"
     )
-    p.add_argument("--seq_len", "--seq-len", type=_positive, default=None, help="see export")
+    add_seq_len_option(p)
     p.add_argument(
         "--max_steps",
         "--max-steps",
@@ -187,13 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with a .vmfb: the checkpoint for --compare-pytorch (default: none)",
     )
+    p.add_argument(
+        "--identifiers",
+        type=Path,
+        default=None,
+        help="the dataset's identifiers.json: ARC task name -> puzzle-embedding row "
+        "(default: none, every puzzle uses row 0, the blank identifier)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     add_compile_options(p, gpu=False)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("bench", help="time eager, torch.compile, ONNX Runtime and IREE")
     p.add_argument("checkpoint", type=Path, help="checkpoint directory or weights file")
-    p.add_argument("--seq_len", "--seq-len", type=_positive, default=None, help="see export")
+    add_seq_len_option(p)
     p.add_argument(
         "--batch_sizes", "--batch-sizes", default="1,16", help="comma list (default: 1,16)"
     )
@@ -403,7 +414,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from hrm_mlir.checkpoint import load_checkpoint
     from hrm_mlir.puzzles import get_codec, load_puzzles
-    from hrm_mlir.runner import CompiledACT, solutions_json, solve
+    from hrm_mlir.runner import CompiledACT, assign_identifiers, solutions_json, solve
 
     start = time.perf_counter()
     checkpoint = None
@@ -425,6 +436,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = model.config
     max_steps = args.max_steps or cfg.halt_max_steps
     puzzles = load_puzzles(args.puzzle, args.family, cfg.seq_len)
+    if args.identifiers is not None:
+        puzzles = assign_identifiers(puzzles, args.identifiers, cfg.num_puzzle_identifiers)
     solutions = solve(model, puzzles, max_steps=max_steps, q_halt=args.q_halt)
     mode = "Q-halting" if args.q_halt else "fixed steps"
     out.print(f"model: {what}; {len(puzzles)} puzzles; max_steps {max_steps}, {mode}")

@@ -137,3 +137,41 @@ def solve(
 
 def solutions_json(solutions: Sequence[Solution], **header) -> str:
     return json.dumps({**header, "puzzles": [s.as_dict() for s in solutions]}, indent=2)
+
+
+def assign_identifiers(
+    puzzles: Sequence[Puzzle], path: str | Path, num_identifiers: int
+) -> list[Puzzle]:
+    """Give each ARC puzzle its learned embedding row, looked up by task name.
+
+    `path` is the dataset's `identifiers.json` (upstream writes a list whose index is the row and
+    whose entry 0 is the blank identifier; a {name: row} mapping is accepted too). Its length
+    must equal the checkpoint's puzzle table: a rebuilt dataset silently shifts every row.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise HrmMlirError(f"{path}: not a readable identifiers JSON file: {e}") from None
+    if isinstance(raw, list):
+        rows = {str(name): i for i, name in enumerate(raw)}
+        size = len(raw)
+    elif isinstance(raw, dict) and all(isinstance(v, int) for v in raw.values()):
+        rows = {str(k): v for k, v in raw.items()}
+        size = max(rows.values(), default=-1) + 1
+    else:
+        raise HrmMlirError(f"{path}: expected a list of names or a {{name: row}} mapping")
+    if size != num_identifiers:
+        raise HrmMlirError(
+            f"{path}: {size} identifiers, but the checkpoint's puzzle table has "
+            f"{num_identifiers} rows (was the dataset rebuilt after training?)"
+        )
+    out = []
+    for p in puzzles:
+        if p.task is None:
+            out.append(p)  # not an ARC task: keeps its identifier (0, blank)
+        elif p.task not in rows:
+            raise HrmMlirError(f"{path}: no identifier for task {p.task!r} ({p.location})")
+        else:
+            out.append(p.with_puzzle_id(rows[p.task]))
+    return out
