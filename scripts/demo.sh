@@ -9,14 +9,16 @@ mkdir -p "$out"
 step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
 
 step "1. the checkpoint" $hrm info "$example"
-step "2. @step: export (the seed's command), then compile with IREE, run, compare with PyTorch" \
+step "2. one ACT step (@step) to MLIR with the original command" \
   .venv/bin/python generate_mlir.py --torch_checkpoint_dir "$example" \
   --output_mlir_path "$out/step.mlir" --dtype float32
-step "" $hrm verify "$example" --mlir "$out/step.mlir"
+step "   ... and compile it with IREE, run it, compare it with PyTorch" \
+  $hrm verify "$example" --mlir "$out/step.mlir"
 step "3. the whole ACT loop (@act) to MLIR" \
   $hrm export "$example" --entry act --output_type linalg-on-tensors --dtype float32 \
   --batch_size 8 -o "$out/act.mlirbc"
-step "4. compile for this CPU" $hrm compile "$out/act.mlirbc" -o "$out/act.vmfb"
+step "4. compile for this CPU (float32: exact, and faster than bf16 on CPUs without bf16 units)" \
+  $hrm compile "$out/act.mlirbc" -o "$out/act.vmfb"
 step "5. solve the sample puzzles, every step budget used" \
   $hrm run "$out/act.vmfb" --puzzle "$example/puzzles.txt" \
   --checkpoint "$example" --compare-pytorch --json "$out/fixed.json"

@@ -13,7 +13,7 @@ branch point has 5 operands, but region successor needs 2 inputs"). So the loop 
       -> (logits [B,seq_len,V], q_halt_logits [B] f32, q_continue_logits [B] f32, steps [B] i32)
     initial_carry(puzzle_identifiers [B] i32) -> (z_H [B,S,D], z_L [B,S,D])
 
-`B` is static: a symbolic batch exports, but iree-compile 3.13 fails on it (see `export_act`).
+`B` is static: with a symbolic batch iree-compile 3.13 fails (see `export_act`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,8 @@ from hrm_mlir.export import (
     ExportedModule,
     ExportOptions,
     ZeroCopyLiterals,
-    batch_dims,
     example_step_args,
     prepare_model,
-    trace_batch,
 )
 from hrm_mlir.model import HRM, HRMInner
 
@@ -52,8 +50,7 @@ ACT_DIALECTS = (OutputType.LINALG_ON_TENSORS,)
 class InitialCarry(nn.Module):
     """`@initial_carry`: the reset carry, H_init / L_init broadcast to [B, S, D].
 
-    It takes the puzzle identifiers only for their batch size (so it also works for a
-    symbolic batch)."""
+    It takes the puzzle identifiers only for their batch size."""
 
     def __init__(self, inner: HRMInner) -> None:
         super().__init__()
@@ -123,10 +120,11 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
     options = replace(options, dtype=cfg.forward_dtype, entry=Entry.ACT)
     inner = model.inner
 
-    step_args = example_step_args(cfg, trace_batch(b))
+    step_args = example_step_args(cfg, b)
     inputs, ids = step_args[2], step_args[3]
-    new = inner(*step_args)
-    state = ACTInit(inner)(inputs)
+    with torch.no_grad():
+        new = inner(*step_args)
+        state = ACTInit(inner)(inputs)
     # distinct tensors: torch.export would merge one tensor passed as two arguments
     n, q_halt = torch.ones((), dtype=torch.int32), torch.zeros((), dtype=torch.int32)
     update_args = (*state[2:7], *new[2:], n, q_halt)
@@ -144,8 +142,7 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             for name, module, args in programs:
-                dynamic = batch_dims(args) if b is None else None
-                prog = torch.export.export(module, args, dynamic_shapes=dynamic, strict=False)
+                prog = torch.export.export(module, args, strict=False)
                 prog = prog.run_decompositions(get_decomposition_table())
                 importer.import_frozen_program(prog, func_name=name)
         module = importer.module
@@ -169,8 +166,7 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
         for op in list(act.body.operations):
             if op.attributes["sym_name"].value == "act":
                 # IREE keeps `iree.reflection` in the .vmfb: `run model.vmfb` reads the config.
-                batch = "dynamic" if b is None else str(b)
-                meta = {"hrm.config": cfg.model_dump_json(), "hrm.batch_size": batch}
+                meta = {"hrm.config": cfg.model_dump_json(), "hrm.batch_size": str(b)}
                 op.attributes["iree.reflection"] = ir.DictAttr.get(
                     {k: ir.StringAttr.get(v) for k, v in meta.items()}
                 )

@@ -169,9 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch_size",
         "--batch-size",
-        type=_batch,
+        type=_positive,
         default=1,
-        help="batch of a checkpoint compiled here, or 'dynamic' (default: 1)",
+        help="batch of a checkpoint compiled here (default: 1)",
     )
     p.add_argument(
         "--dtype",

@@ -21,12 +21,11 @@ from hrm_mlir.runtime import CompiledModule
 
 @dataclass
 class CompiledACT:
-    """A compiled `@act` with the model config and batch size it was exported for
-    (None: a symbolic batch, any size per call)."""
+    """A compiled `@act` with the model config and batch size it was exported for."""
 
     module: CompiledModule
     config: HRMConfig
-    batch_size: int | None
+    batch_size: int
 
     @classmethod
     def from_vmfb(cls, path: str | Path) -> CompiledACT:
@@ -38,8 +37,7 @@ class CompiledACT:
         if "hrm.config" not in meta:
             raise HrmMlirError(f"{path}: @act carries no hrm.config (not built by hrm-mlir)")
         config = HRMConfig.model_validate_json(meta["hrm.config"])
-        batch = meta.get("hrm.batch_size", "dynamic")
-        return cls(module, config, None if batch == "dynamic" else int(batch))
+        return cls(module, config, int(meta["hrm.batch_size"]))
 
     @classmethod
     def from_checkpoint(
@@ -47,7 +45,7 @@ class CompiledACT:
         checkpoint: Checkpoint,
         *,
         dtype: DType = DType.FLOAT32,
-        batch_size: int | None = 1,
+        batch_size: int = 1,
         compile_options: CompileOptions | None = None,
     ) -> CompiledACT:
         """Export `@act` (linalg-on-tensors) and compile it for this machine."""
@@ -100,14 +98,13 @@ class Solution:
 def solve(
     model: CompiledACT, puzzles: Sequence[Puzzle], *, max_steps: int, q_halt: bool
 ) -> list[Solution]:
-    """Run `@act` over `puzzles` in batches of the compiled batch size (all at once for a
-    symbolic batch).
+    """Run `@act` over `puzzles` in batches of the compiled batch size.
 
     A short last batch is padded with copies of its first puzzle; their results are dropped.
     """
     if max_steps < 1:
         raise HrmMlirError(f"--max_steps must be >= 1, got {max_steps}")
-    seq_len, b = model.config.seq_len, model.batch_size or max(len(puzzles), 1)
+    seq_len, b = model.config.seq_len, model.batch_size
     inputs, ids = encode_batch(puzzles, seq_len)
     solutions: list[Solution] = []
     for start in range(0, len(puzzles), b):
