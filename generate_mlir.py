@@ -4,7 +4,8 @@
     python generate_mlir.py --torch_checkpoint_dir DIR --output_mlir_path hrm_model.mlir
 
 writes the torch-dialect MLIR of one ACT step (`@step`) with the checkpoint's weights. It is the
-same as `hrm-mlir export DIR -o hrm_model.mlir`; the optional flags are the same too.
+same as `hrm-mlir export DIR -o hrm_model.mlir`; the optional flags are the same too
+(`--params external` writes the weights to an IREE parameter archive beside the MLIR).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # also works without install
 
-from hrm_mlir.cli import add_model_options, main
+from hrm_mlir.cli import add_model_options, add_params_options, main
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,6 +28,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="output file; bytecode when it ends in .mlirbc (default: hrm_model.mlir)",
     )
     add_model_options(p, dtype_default="the checkpoint's forward_dtype")
+    add_params_options(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks (default: off)")
     return p.parse_args(argv)
 
@@ -39,6 +41,10 @@ def to_export_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--seq_len", str(args.seq_len)]
     if args.dtype is not None:
         argv += ["--dtype", str(args.dtype)]
+    if args.params is not None:
+        argv += ["--params", str(args.params)]
+    if args.params_file is not None:
+        argv += ["--params_file", str(args.params_file)]
     return argv
 
 

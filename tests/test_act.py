@@ -119,6 +119,27 @@ def test_cli_export_compile_run_from_vmfb(tmp_path: Path, model, capsys):
     assert "3 puzzles; max_steps 3, fixed steps" in text and text.count("steps 3;") == 3
 
 
-def test_dynamic_batch_act_is_refused_with_the_reason(model):
-    with pytest.raises(ExportError, match=r"not yet for --entry act: IREE 3\.13 fails on it"):
-        export_act(model, ExportOptions(output_type=LINALG, batch_size=None))
+def test_one_dynamic_batch_artifact_matches_pytorch_at_several_sizes(model, tmp_path, capsys):
+    ckpt = write_checkpoint(tmp_path / "ck", model, dataset_seq_len=16)
+    mlir, vmfb = tmp_path / "act.mlirbc", tmp_path / "act.vmfb"
+    argv = ["export", str(ckpt), "--entry", "act", "--output_type", "linalg-on-tensors"]
+    assert main([*argv, "-o", str(mlir), "--batch_size", "dynamic"]) == 0
+    functions = read_functions(mlir)
+    assert functions["act"].startswith("(tensor<?x16xi32>, tensor<?xi32>, tensor<i32>")
+    assert functions["step"].startswith("(tensor<?x18x64xf32>")  # still there for callers
+    assert main(["compile", str(mlir), "-o", str(vmfb)]) == 0
+    act = CompiledACT.from_vmfb(vmfb)
+    assert act.batch_size is None
+    for batch in (1, 3, 16):
+        inputs, ids = act_inputs(batch, seed=batch)
+        logits, q_h, q_c, steps = act.act(inputs, ids, max_steps=8, q_halt=True)
+        ref = model.act(inputs, ids, max_steps=8, q_halt=True)
+        assert steps.tolist() == ref.steps.tolist(), batch
+        assert torch.equal(logits.argmax(-1), ref.logits.argmax(-1))
+        torch.testing.assert_close(q_h, ref.q_halt_logits, **LOOP_TOL)
+        torch.testing.assert_close(q_c, ref.q_continue_logits, **LOOP_TOL)
+    # the runner sends every puzzle in one call
+    puzzles = tmp_path / "p.txt"
+    puzzles.write_text("12..34....21..43\n.2.1...4.3...1.2\n.2.1...4.3...1.2\n")
+    assert main(["run", str(vmfb), "--puzzle", str(puzzles), "--max_steps", "2"]) == 0
+    assert "3 puzzles; max_steps 2" in capsys.readouterr().out

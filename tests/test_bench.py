@@ -26,14 +26,15 @@ def test_step_flops_equal_torch_flop_counter(overrides):
 def test_bench_command_times_verified_runtimes(tmp_path: Path, capsys):
     ckpt = write_checkpoint(tmp_path / "ck", random_model(), dataset_seq_len=16)
     out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
-    argv = ["bench", str(ckpt), "--batch_sizes", "1,2", "--runtimes", "eager,iree"]
+    argv = ["bench", str(ckpt), "--batch_sizes", "1,2", "--runtimes", "eager,iree,iree-dynamic"]
     argv += ["--iterations", "3", "--warmup", "1", "--act-steps", "2", "--threads", "1"]
     assert main([*argv, "--json", str(out_json), "--plot", str(out_png)]) == 0
     doc = json.loads(out_json.read_text())
     rows = {(r["runtime"], r["batch_size"]): r for r in doc["results"]}
-    assert set(rows) == {("eager", 1), ("eager", 2), ("iree", 1), ("iree", 2)}
+    assert set(rows) == {(r, b) for r in ("eager", "iree", "iree-dynamic") for b in (1, 2)}
     assert all(len(r["samples_ms"]) == 3 and r["median_ms"] > 0 for r in rows.values())
     assert rows["iree", 1]["verified"].startswith("max rel-L2")
+    assert rows["iree-dynamic", 2]["verified"].startswith("max rel-L2")  # one artifact, 2 sizes
     assert rows["eager", 2]["vs_eager"] == 1.0
     assert doc["threads"] == 1 and doc["peak_gflops"] > 0
     assert [a["steps"] for a in doc["act"]] == [2, 2]

@@ -9,16 +9,19 @@ import pytest
 import torch
 
 from hrm_mlir.compile import (
+    TUNED_CPU_FLAGS,
     CompileOptions,
     Target,
     compile_module,
     detect_output_type,
+    module_dtype,
     read_functions,
 )
 from hrm_mlir.config import DType, OutputType
 from hrm_mlir.errors import CompileError
 from hrm_mlir.export import ExportOptions, export_step, parse_step_signature, prepare_model
 from hrm_mlir.fileio import write_atomic
+from hrm_mlir.model import padded_attention
 from hrm_mlir.runtime import CompiledModule
 from hrm_mlir.verify import STEP_OUTPUTS, TOLERANCES, compare, random_step_inputs, verify_step
 from tests.conftest import random_model
@@ -146,7 +149,32 @@ def test_zero_copy_literals_match_torch_mlirs_own_import(model, tmp_path: Path):
     from hrm_mlir.export import example_step_args
 
     args = example_step_args(model.config, 1)
-    with torch.no_grad():
+    with torch.no_grad(), padded_attention(model, 8):
         default = fx.export_and_import(model.inner, *args, output_type="torch", func_name="step")
     ours = export_step(model, ExportOptions(output_type=OutputType.TORCH))
     assert ours.text() == str(default)
+
+
+def test_attention_is_padded_to_a_multiple_of_8_in_the_export(model):
+    # S = 18 tokens: the softmax runs on 24 x 24 scores, with the 6 padded keys masked
+    padded = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS)).text()
+    assert "tensor<1x2x24x24xf32>" in padded and "tensor<1x2x18x18xf32>" not in padded
+    plain = export_step(
+        model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, attention_pad=1)
+    ).text()
+    assert "tensor<1x2x18x18xf32>" in plain and "tensor<1x2x24x24xf32>" not in plain
+    assert model.inner.H_level.layers[0].self_attn.pad_multiple == 1  # the model is unchanged
+
+
+def test_cpu_flags_are_tuned_for_float32_only(model, tmp_path: Path):
+    tuned = set(TUNED_CPU_FLAGS)
+    assert tuned <= set(CompileOptions().flags(DType.FLOAT32))
+    assert not tuned & set(CompileOptions().flags(DType.BFLOAT16))  # they break bf16 tolerance
+    assert not tuned & set(CompileOptions().flags(None))
+    assert not tuned & set(CompileOptions(tuned=False).flags(DType.FLOAT32))
+    assert tuned <= set(CompileOptions(tuned=True).flags(DType.BFLOAT16))
+    assert not tuned & set(CompileOptions(target=Target.CUDA).flags(DType.FLOAT32))
+    for dtype in DType:  # compile reads the dtype of a file from its @step
+        for suffix in (".mlir", ".mlirbc"):
+            path = export_step(model, ExportOptions(dtype=dtype)).save(tmp_path / f"m{suffix}")
+            assert module_dtype(path) == dtype

@@ -13,13 +13,13 @@ branch point has 5 operands, but region successor needs 2 inputs"). So the loop 
       -> (logits [B,seq_len,V], q_halt_logits [B] f32, q_continue_logits [B] f32, steps [B] i32)
     initial_carry(puzzle_identifiers [B] i32) -> (z_H [B,S,D], z_L [B,S,D])
 
-`B` is static: with a symbolic batch iree-compile 3.13 fails (see `export_act`).
+`B` is static, or symbolic (`batch_size=None`): then the step is inlined into the loop body,
+because iree-compile 3.13 fails on the dynamically shaped call (see `export_act`).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from torch_mlir.compiler_utils import lower_mlir_module, run_pipeline_with_repro
 from torch_mlir.dialects import torch as torch_d
 from torch_mlir.extras.fx_decomp_util import get_decomposition_table
 from torch_mlir.extras.fx_importer import FxImporter
+from torch_mlir.passmanager import PassManager
 
 from hrm_mlir.checkpoint import Checkpoint
 from hrm_mlir.config import Entry, OutputType
@@ -38,13 +39,20 @@ from hrm_mlir.export import (
     ExportedModule,
     ExportOptions,
     ZeroCopyLiterals,
+    batch_dims,
     example_step_args,
+    externalize_if,
     prepare_model,
+    resolve_options,
+    trace_batch,
 )
-from hrm_mlir.model import HRM, HRMInner
+from hrm_mlir.model import HRM, HRMInner, padded_attention
+from hrm_mlir.params import Params
 
 # Dialects whose @act is built; the loop is written with scf/arith/tensor ops around calls.
 ACT_DIALECTS = (OutputType.LINALG_ON_TENSORS,)
+DYNAMIC = "dynamic"  # `hrm.batch_size` of a symbolic-batch @act
+INLINE_STEP = "builtin.module(func.func(lower-affine), inline, symbol-dce)"
 
 
 class InitialCarry(nn.Module):
@@ -108,19 +116,12 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
             f"--entry act is built for {', '.join(map(str, ACT_DIALECTS))}, not "
             f"{options.output_type}: its loop is scf.while around the linalg step"
         )
-    if options.batch_size is None:
-        # The module exports and verifies, but iree-compile 3.13 fails in iree-util-ipo on the
-        # call of a dynamically shaped @step inside scf.while ("operation's operand is unlinked").
-        raise ExportError(
-            "--batch_size dynamic is supported for @step, not yet for --entry act: IREE 3.13 "
-            "fails on it (iree-util-ipo: operation's operand is unlinked); export a static batch"
-        )
     model = prepare_model(source, options.dtype)
     cfg, b = model.config, options.batch_size
-    options = replace(options, dtype=cfg.forward_dtype, entry=Entry.ACT)
+    options, notes = resolve_options(options, model, Entry.ACT)
     inner = model.inner
 
-    step_args = example_step_args(cfg, b)
+    step_args = example_step_args(cfg, trace_batch(b))
     inputs, ids = step_args[2], step_args[3]
     with torch.no_grad():
         new = inner(*step_args)
@@ -131,7 +132,8 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
 
     ctx = ir.Context()
     torch_d.register_dialect(ctx)
-    importer = FxImporter(context=ctx, hooks=ZeroCopyLiterals())
+    hooks = ZeroCopyLiterals(external=options.params == Params.EXTERNAL)
+    importer = FxImporter(context=ctx, hooks=hooks)
     programs = [
         ("step", inner, step_args),
         ("initial_carry", InitialCarry(inner), (ids,)),
@@ -139,10 +141,15 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
         ("act_update", ACTUpdate(), update_args),
     ]
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with (
+            torch.no_grad(),
+            warnings.catch_warnings(),
+            padded_attention(model, options.attention_pad),
+        ):
             warnings.simplefilter("ignore", FutureWarning)
             for name, module, args in programs:
-                prog = torch.export.export(module, args, strict=False)
+                dynamic = batch_dims(args) if b is None else None
+                prog = torch.export.export(module, args, dynamic_shapes=dynamic, strict=False)
                 prog = prog.run_decompositions(get_decomposition_table())
                 importer.import_frozen_program(prog, func_name=name)
         module = importer.module
@@ -159,25 +166,37 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
 
     with ctx, ir.Location.unknown():
         for op in module.body.operations:
-            if op.attributes["sym_name"].value in ("act_init", "act_update"):
+            if op.operation.name == "func.func" and op.attributes["sym_name"].value in (
+                "act_init",
+                "act_update",
+            ):
                 op.attributes["sym_visibility"] = ir.StringAttr.get("private")
         types = _function_types(module)
         act = ir.Module.parse(_act_source(types))
         for op in list(act.body.operations):
             if op.attributes["sym_name"].value == "act":
                 # IREE keeps `iree.reflection` in the .vmfb: `run model.vmfb` reads the config.
-                meta = {"hrm.config": cfg.model_dump_json(), "hrm.batch_size": str(b)}
+                meta = {"hrm.config": cfg.model_dump_json(), "hrm.batch_size": str(b or DYNAMIC)}
                 op.attributes["iree.reflection"] = ir.DictAttr.get(
                     {k: ir.StringAttr.get(v) for k, v in meta.items()}
                 )
                 op.detach_from_parent()
                 module.body.append(op)
-    return ExportedModule(module, cfg, options)
+        if b is None:
+            # iree-compile 3.13 fails on a call of a dynamically shaped @step inside scf.while
+            # (iree-util-ipo: "operation's operand is unlinked"); with the step inlined into
+            # the loop body it compiles. affine.apply ops block inlining into scf regions, so
+            # they are lowered to arith first. The public @step stays for callers.
+            PassManager.parse(INLINE_STEP).run(module.operation)
+    parameters = externalize_if(options, module, hooks, model)  # inlined ops are plain ops
+    return ExportedModule(module, cfg, options, parameters, notes)
 
 
 def _function_types(module: ir.Module) -> dict[str, tuple[list[str], list[str]]]:
     out = {}
     for op in module.body.operations:
+        if "function_type" not in op.attributes:
+            continue  # util.global of an external parameter
         ftype = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
         out[op.attributes["sym_name"].value] = (
             [str(t) for t in ftype.inputs],

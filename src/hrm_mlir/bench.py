@@ -1,5 +1,9 @@
 """Side-by-side latency of one HRM step: PyTorch eager, torch.compile, ONNX Runtime and IREE.
 
+IREE is measured with IREE's own default flags (`iree`), with `TUNED_CPU_FLAGS` (`iree-tuned`:
+what `hrm-mlir compile` uses for float32), and as one symbolic-batch artifact serving every
+batch size (`iree-dynamic`, with the same flags as `iree-tuned`).
+
 Every runtime is verified against eager before it is timed. Samples are interleaved (one call of
 each runtime per round, after warm-up), so machine noise hits all of them alike; ratios are taken
 within one run. FLOPs are the exact matmul FLOPs of a step (`step_flops`); the peak is a float32
@@ -17,29 +21,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
 import torch
 
 from hrm_mlir.checkpoint import Checkpoint
-from hrm_mlir.compile import CompileOptions, compile_module
+from hrm_mlir.compile import CompileOptions, compile_and_load
 from hrm_mlir.config import DType, HRMConfig, OutputType
 from hrm_mlir.export import ExportOptions, export_step
 from hrm_mlir.model import HRM
+from hrm_mlir.params import Params
 from hrm_mlir.runtime import CompiledModule
 from hrm_mlir.verify import STEP_OUTPUTS, compare, random_step_inputs
-
-# Flags that a probe on this machine kind found fastest for the f32 step (see the reference
-# notes); `bench` measures them beside IREE's defaults in the same run.
-TUNED_CPU_FLAGS = (
-    "--iree-opt-level=O3",
-    "--iree-opt-data-tiling",
-    "--iree-llvmcpu-enable-ukernels=all",
-    "--iree-llvmcpu-matmul-tile-bytes=1048576",
-    "--iree-llvmcpu-stack-allocation-limit=262144",
-)
 
 
 def step_flops(config: HRMConfig, batch_size: int) -> int:
@@ -114,6 +109,8 @@ def _runners(
     runtimes: list[str],
     threads: int,
     compile_options: CompileOptions,
+    params: Params | None,
+    dynamic: CompiledModule | None,
 ) -> dict[str, tuple[Callable[[], object], str]]:
     """name -> (a call of the step on fixed inputs, how its outputs compare with eager)."""
     args = random_step_inputs(model.config, batch, seed=batch)
@@ -143,17 +140,30 @@ def _runners(
             got = session.run(None, feeds)
             out["onnxruntime"] = (lambda: session.run(None, feeds), checked("onnxruntime", got))
     variants = {
-        "iree": compile_options,
-        "iree-tuned": CompileOptions(extra_flags=(*compile_options.extra_flags, *TUNED_CPU_FLAGS)),
+        "iree": replace(compile_options, tuned=False),
+        "iree-tuned": replace(compile_options, tuned=True),
     }
     wanted = [name for name in variants if name in runtimes]
     if wanted:
-        options = ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, batch_size=batch)
+        options = ExportOptions(
+            output_type=OutputType.LINALG_ON_TENSORS, batch_size=batch, params=params
+        )
         exported = export_step(model, options)
-    for name in wanted:
-        module = CompiledModule(compile_module(exported, options=variants[name]))
+    modules = {name: compile_and_load(exported, variants[name]) for name in wanted}
+    if dynamic is not None:
+        modules["iree-dynamic"] = dynamic
+    for name, module in modules.items():
         out[name] = (partial(module.call, "step", *args), checked(name, module.call("step", *args)))
     return out
+
+
+def _dynamic_module(model: HRM, options: CompileOptions, params: Params | None):
+    """`@step` with a symbolic batch, compiled once for every batch size."""
+    exported = export_step(
+        model,
+        ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, batch_size=None, params=params),
+    )
+    return compile_and_load(exported, options)
 
 
 def _no_grad(fn, args):
@@ -186,8 +196,12 @@ def bench(
     warmup: int,
     act_steps: int,
     compile_options: CompileOptions | None = None,
+    params: Params | None = None,
 ) -> BenchReport:
-    """Measure every runtime at every batch size (float32)."""
+    """Measure every runtime at every batch size (float32).
+
+    `params` chooses inline or external weights for the IREE artifacts (None: by size).
+    """
     torch.set_num_threads(threads)
     from iree.runtime import flags
 
@@ -205,10 +219,17 @@ def bench(
         dtype="float32",
         peak_gflops=peak,
         config=model.config.model_dump(mode="json"),
-        flags={"iree": list(compile_options.flags()), "iree-tuned": list(TUNED_CPU_FLAGS)},
+        flags={
+            "iree": replace(compile_options, tuned=False).flags(),
+            "iree-tuned": replace(compile_options, tuned=True).flags(),
+            "iree-dynamic": compile_options.flags(DType.FLOAT32),
+        },
+    )
+    dynamic = (
+        _dynamic_module(model, compile_options, params) if "iree-dynamic" in runtimes else None
     )
     for batch in batch_sizes:
-        runners = _runners(model, batch, runtimes, threads, compile_options)
+        runners = _runners(model, batch, runtimes, threads, compile_options, params, dynamic)
         samples: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(warmup):
             for fn, _v in runners.values():
@@ -231,18 +252,28 @@ def bench(
             r.vs_onnx = onnx / r.median_ms if onnx else None
         report.results += results
         if act_steps and "iree" in runtimes:
-            report.act.append(_act_vs_steps(model, batch, act_steps, compile_options, iterations))
+            report.act.append(
+                _act_vs_steps(model, batch, act_steps, compile_options, iterations, params)
+            )
     return report
 
 
-def _act_vs_steps(model: HRM, batch: int, steps: int, options: CompileOptions, iters: int):
+def _act_vs_steps(
+    model: HRM,
+    batch: int,
+    steps: int,
+    options: CompileOptions,
+    iters: int,
+    params: Params | None,
+):
     """Median of one `@act` call with `steps` steps against `steps` calls of `@step`."""
     from hrm_mlir.act import export_act
 
     exported = export_act(
-        model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, batch_size=batch)
+        model,
+        ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, batch_size=batch, params=params),
     )
-    module = CompiledModule(compile_module(exported, options=options))
+    module = compile_and_load(exported, options)
     _, _, inputs, ids = random_step_inputs(model.config, batch)
     n, q = torch.tensor(steps, dtype=torch.int32), torch.tensor(0, dtype=torch.int32)
 

@@ -65,6 +65,65 @@ def add_seq_len_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _params_mode(value: str):
+    """`inline` or `external` (a `Params`)."""
+    from hrm_mlir.params import Params
+
+    return _choice(Params)(value)
+
+
+def _params_source(value: str):
+    """`inline`, `external` (a `Params`), or the path of a parameter archive."""
+    from hrm_mlir.params import Params
+
+    try:
+        return Params.parse(value)
+    except ValueError:
+        return Path(value)
+
+
+_PARAMS_DEFAULT = "inline, or external when the weights exceed 512 MiB"
+
+
+def add_params_options(p: argparse.ArgumentParser) -> None:
+    """`--params` / `--params_file` of the commands that write MLIR (export, generate_mlir.py)."""
+    p.add_argument(
+        "--params",
+        type=_params_mode,
+        default=None,
+        help="weights inline in the MLIR, or external in an IREE parameter archive "
+        f"(.irpa) that the MLIR refers to by name: inline|external (default: {_PARAMS_DEFAULT})",
+    )
+    p.add_argument(
+        "--params_file",
+        "--params-file",
+        type=Path,
+        default=None,
+        help="where external parameters go; implies --params external "
+        "(default: the output path with the suffix .irpa)",
+    )
+
+
+def add_params_source_option(p: argparse.ArgumentParser, *, modes: bool) -> None:
+    """`--params` of the commands that load or build a compiled module."""
+    if modes:
+        p.add_argument(
+            "--params",
+            type=_params_source,
+            default=None,
+            help="a parameter archive (.irpa) for an MLIR/.vmfb built with external parameters,"
+            f" or inline|external for a model exported here (default: {_PARAMS_DEFAULT})",
+        )
+    else:
+        p.add_argument(
+            "--params",
+            type=Path,
+            default=None,
+            help="the parameter archive (.irpa) of a module built with external parameters "
+            "(default: none)",
+        )
+
+
 def add_model_options(p: argparse.ArgumentParser, *, dtype_default: str) -> None:
     """Options shared by the commands that export: dims, dialect, dtype, batch."""
     add_seq_len_option(p)
@@ -119,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="step: one ACT step (@step); act: the whole ACT loop (@act, @step, "
         "@initial_carry; linalg-on-tensors) (default: step)",
     )
+    add_params_options(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compile", help="compile MLIR to an IREE module (.vmfb)")
@@ -132,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="dialect of the input (default: detected from its content)",
     )
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="check that this parameter archive (.irpa) holds every parameter the module "
+        "names, with the right sizes (default: no check; parameters are bound at run time)",
+    )
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("verify", help="compile with IREE, run, and compare with PyTorch")
@@ -142,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p, dtype_default="the checkpoint's forward_dtype, or the --mlir file's")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    add_params_source_option(p, modes=True)
     add_compile_options(p, gpu=False)
     p.set_defaults(func=cmd_verify)
 
@@ -169,9 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch_size",
         "--batch-size",
-        type=_positive,
+        type=_batch,
         default=1,
-        help="batch of a checkpoint compiled here (default: 1)",
+        help="batch of a checkpoint compiled here, or 'dynamic' (default: 1)",
     )
     p.add_argument(
         "--dtype",
@@ -199,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: none, every puzzle uses row 0, the blank identifier)",
     )
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+    add_params_source_option(p, modes=True)
     add_compile_options(p, gpu=False)
     p.set_defaults(func=cmd_run)
 
@@ -210,9 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--runtimes",
-        default="eager,compile,onnx,iree,iree-tuned",
-        help="comma list of eager,compile,onnx,iree,iree-tuned "
-        "(default: eager,compile,onnx,iree,iree-tuned)",
+        default="eager,compile,onnx,iree,iree-tuned,iree-dynamic",
+        help="comma list of eager,compile,onnx,iree,iree-tuned,iree-dynamic (one "
+        "symbolic-batch artifact for every batch) (default: all of them)",
     )
     p.add_argument(
         "--threads",
@@ -235,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", type=Path, default=None, help="write every sample as JSON")
     p.add_argument("--plot", type=Path, default=None, help="write latency vs batch as PNG")
+    p.add_argument(
+        "--params",
+        type=_params_mode,
+        default=None,
+        help=f"weights of the IREE artifacts: inline|external (default: {_PARAMS_DEFAULT})",
+    )
     add_compile_options(p, gpu=False)
     p.set_defaults(func=cmd_bench)
     return parser
@@ -264,6 +339,13 @@ def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None
         )
     p.add_argument("--cpu", default="host", help="llvm-cpu target CPU (default: host)")
     p.add_argument(
+        "--tuned",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="llvm-cpu: add the fastest verified flags (O3, data tiling, ukernels, 1 MiB matmul "
+        "tiles) (default: on for float32 modules, off for bfloat16, which they make inexact)",
+    )
+    p.add_argument(
         "--iree-flag",
         action="append",
         default=[],
@@ -281,6 +363,7 @@ def compile_options(args: argparse.Namespace):
         cpu=args.cpu,
         cuda_arch=getattr(args, "cuda_arch", defaults.cuda_arch),
         vulkan_target=getattr(args, "vulkan_target", defaults.vulkan_target),
+        tuned=args.tuned,
         extra_flags=tuple(args.iree_flag),
     )
 
@@ -332,13 +415,19 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from hrm_mlir.checkpoint import load_checkpoint
     from hrm_mlir.export import ExportOptions, export_step
+    from hrm_mlir.params import SCOPE, Params, default_archive_path
 
     start = time.perf_counter()
     ck = load_checkpoint(args.checkpoint, seq_len=args.seq_len)
     for note in ck.notes:
         out.print(f"note: {note}")
+    params = args.params
+    if args.params_file is not None:
+        if params == Params.INLINE:
+            raise HrmMlirError("--params_file needs external parameters, not --params inline")
+        params = Params.EXTERNAL
     options = ExportOptions(
-        output_type=args.output_type, dtype=args.dtype, batch_size=args.batch_size
+        output_type=args.output_type, dtype=args.dtype, batch_size=args.batch_size, params=params
     )
     if args.entry == Entry.ACT:
         from hrm_mlir.act import export_act
@@ -346,14 +435,34 @@ def cmd_export(args: argparse.Namespace) -> int:
         exported = export_act(ck, options)
     else:
         exported = export_step(ck, options)
-    path = exported.save(args.output)
+    for note in exported.notes:
+        out.print(f"note: {note}")
+    archive = None
+    if exported.parameters:
+        archive = exported.save_parameters(args.params_file or default_archive_path(args.output))
+    try:
+        path = exported.save(args.output)
+    except BaseException:
+        if archive is not None:  # no half of an export left behind
+            archive.unlink(missing_ok=True)
+        raise
     size = path.stat().st_size / 2**20
     out.print(
         f"wrote {path} ({size:.1f} MiB): @{args.entry}, {exported.options.output_type}, "
-        f"{exported.options.dtype}, batch {exported.options.batch_size}, "
+        f"{exported.options.dtype}, batch {batch_label(exported.options.batch_size)}, "
         f"seq_len {exported.config.seq_len}, in {time.perf_counter() - start:.1f} s"
     )
+    if archive is not None:
+        out.print(
+            f"wrote {archive} ({archive.stat().st_size / 2**20:.1f} MiB): "
+            f"{len(exported.parameters)} parameters, scope '{SCOPE}' "
+            f"(iree-run-module --parameters={SCOPE}={archive})"
+        )
     return 0
+
+
+def batch_label(batch_size: int | None) -> str:
+    return "dynamic" if batch_size is None else str(batch_size)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -361,6 +470,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     options = compile_options(args)
+    if args.params is not None:
+        from hrm_mlir.params import check_archive, required_parameters
+
+        required = required_parameters(args.mlir)
+        check_archive(required, args.params)
+        out.print(f"{args.params} holds all {len(required)} parameters {args.mlir} names")
     vmfb = compile_module(args.mlir, args.output, options, output_type=args.output_type)
     out.print(
         f"wrote {args.output} ({len(vmfb) / 2**20:.1f} MiB) for {options.target}, "
@@ -371,27 +486,38 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from hrm_mlir.checkpoint import load_checkpoint
-    from hrm_mlir.compile import compile_module, read_functions
+    from hrm_mlir.compile import compile_and_load, compile_module, read_functions
     from hrm_mlir.export import ExportOptions, export_step, parse_step_signature
+    from hrm_mlir.params import check_archive, required_parameters
     from hrm_mlir.runtime import CompiledModule
     from hrm_mlir.verify import verify_step
 
     ck = load_checkpoint(args.checkpoint, seq_len=args.seq_len)
+    archive = args.params if isinstance(args.params, Path) else None
     if args.mlir is not None:
         functions = read_functions(args.mlir)
         if "step" not in functions:
             raise HrmMlirError(f"{args.mlir}: no public @step function")
         batch, dtype = parse_step_signature(functions["step"])
-        compiled = CompiledModule(compile_module(args.mlir, options=compile_options(args)))
+        if archive is not None:
+            check_archive(required_parameters(args.mlir), archive)
+        vmfb = compile_module(args.mlir, options=compile_options(args))
+        compiled = CompiledModule(vmfb, parameters=archive)
         what = str(args.mlir)
     else:
+        if archive is not None:
+            raise HrmMlirError("--params FILE goes with --mlir; for an export here use "
+                               "--params inline|external")  # fmt: skip
         options = ExportOptions(
-            output_type=args.output_type, dtype=args.dtype, batch_size=args.batch_size
+            output_type=args.output_type,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            params=args.params,
         )
         exported = export_step(ck, options)
-        compiled = CompiledModule(compile_module(exported, options=compile_options(args)))
+        compiled = compile_and_load(exported, compile_options(args))
         batch, dtype = options.batch_size, exported.config.forward_dtype
-        what = f"@step exported as {options.output_type}"
+        what = f"@step exported as {options.output_type} ({exported.options.params} weights)"
     model = ck.build_model(dtype)
     failures, reports = [], []
     for b in [batch] if batch is not None else list(DYNAMIC_VERIFY_BATCHES):
@@ -418,19 +544,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     checkpoint = None
+    archive = args.params if isinstance(args.params, Path) else None
     if args.model.suffix == ".vmfb":
-        model = CompiledACT.from_vmfb(args.model)
+        model = CompiledACT.from_vmfb(args.model, parameters=archive)
         what = str(args.model)
         if args.checkpoint is not None:
             checkpoint = load_checkpoint(args.checkpoint, seq_len=model.config.seq_len)
     else:
+        if archive is not None:
+            raise HrmMlirError("--params FILE goes with a .vmfb; for a checkpoint use "
+                               "--params inline|external")  # fmt: skip
         checkpoint = load_checkpoint(args.model, seq_len=args.seq_len)
-        out.print(f"compiling @act for this CPU ({args.dtype}, batch {args.batch_size}) ...")
+        batch = batch_label(args.batch_size)
+        out.print(f"compiling @act for this CPU ({args.dtype}, batch {batch}) ...")
         model = CompiledACT.from_checkpoint(
             checkpoint,
             dtype=args.dtype,
             batch_size=args.batch_size,
             compile_options=compile_options(args),
+            params=args.params,
         )
         what = f"{checkpoint.weights_path} (compiled here, {args.dtype})"
     cfg = model.config
@@ -500,6 +632,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         act_steps=args.act_steps,
         compile_options=compile_options(args),
+        params=args.params,
     )
     if args.phases:
         with tempfile.TemporaryDirectory() as tmp:

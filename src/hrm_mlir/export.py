@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,16 @@ from hrm_mlir.checkpoint import Checkpoint, build_model
 from hrm_mlir.config import DType, Entry, HRMConfig, OutputType
 from hrm_mlir.errors import ExportError
 from hrm_mlir.fileio import write_atomic
-from hrm_mlir.model import HRM
+from hrm_mlir.model import HRM, padded_attention
+from hrm_mlir.params import (
+    Params,
+    choose_params,
+    externalize,
+    parameter_names,
+    require_external_dialect,
+    resource_key,
+    save_archive,
+)
 
 STEP_FUNC = "step"
 INDEX_DTYPE = torch.int32  # dtype of `inputs` and `puzzle_identifiers` at the ABI
@@ -43,12 +52,18 @@ class ExportOptions:
         batch_size: static batch size of every argument; None exports a symbolic batch
             dimension (`?`), so one compiled artifact serves every batch size.
         entry: `step` (one ACT step); `act` (the whole loop) is built by `hrm_mlir.act`.
+        params: inline weights in the MLIR, or refer to an external parameter archive; None
+            chooses external when the weights exceed `hrm_mlir.params.INLINE_LIMIT_BYTES`.
+        attention_pad: attention pads its length to a multiple of this, masking the padded
+            keys (same results; IREE's CPU softmax is ~60x slower on other row counts).
     """
 
     output_type: OutputType = OutputType.TORCH
     dtype: DType | None = None
     batch_size: int | None = 1
     entry: Entry = Entry.STEP
+    params: Params | None = None
+    attention_pad: int = 8
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
@@ -57,11 +72,17 @@ class ExportOptions:
 
 @dataclass
 class ExportedModule:
-    """An exported MLIR module and what produced it."""
+    """An exported MLIR module and what produced it.
+
+    With external parameters, `parameters` maps each parameter key the module names to its
+    tensor (views of the checkpoint's weights); `save_parameters` writes them as an archive.
+    """
 
     module: ir.Module
     config: HRMConfig  # forward_dtype is the exported dtype
-    options: ExportOptions  # with dtype resolved
+    options: ExportOptions  # with dtype and params resolved
+    parameters: dict[str, torch.Tensor] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         return str(self.module)
@@ -79,6 +100,12 @@ class ExportedModule:
         if path.suffix == ".mlirbc":
             return write_atomic(path, self.module.operation.write_bytecode)
         return write_atomic(path, self.module.operation.get_asm(binary=True))
+
+    def save_parameters(self, path: str | Path) -> Path:
+        """Write the external parameters as an IREE parameter archive (.irpa), atomically."""
+        if not self.parameters:
+            raise ExportError("this module has its weights inlined: there are no parameters")
+        return save_archive(self.parameters, path)
 
 
 def prepare_model(source: Checkpoint | HRM, dtype: DType | None) -> HRM:
@@ -121,11 +148,43 @@ def export_step(source: Checkpoint | HRM, options: ExportOptions | None = None) 
     """
     options = options or ExportOptions()
     model = prepare_model(source, options.dtype)
-    options = replace(options, dtype=model.config.forward_dtype, entry=Entry.STEP)
+    options, notes = resolve_options(options, model, Entry.STEP)
     args = example_step_args(model.config, trace_batch(options.batch_size))
     dynamic = batch_dims(args) if options.batch_size is None else None
-    module = _lower(model.inner, args, options.output_type, STEP_FUNC, dynamic)
-    return ExportedModule(module, model.config, options)
+    hooks = ZeroCopyLiterals(external=options.params == Params.EXTERNAL)
+    with padded_attention(model, options.attention_pad):
+        module = _lower(model.inner, args, options.output_type, STEP_FUNC, dynamic, hooks)
+    parameters = externalize_if(options, module, hooks, model)
+    return ExportedModule(module, model.config, options, parameters, notes)
+
+
+def resolve_options(
+    options: ExportOptions, model: HRM, entry: Entry
+) -> tuple[ExportOptions, list[str]]:
+    """`options` with the dtype, entry and params mode settled, and notes on the choices."""
+    mode, note = choose_params(options.params, weight_bytes(model))
+    if mode == Params.EXTERNAL:
+        require_external_dialect(options.output_type)
+    resolved = replace(options, dtype=model.config.forward_dtype, entry=entry, params=mode)
+    return resolved, [note] if note else []
+
+
+def externalize_if(
+    options: ExportOptions, module: ir.Module, hooks: ZeroCopyLiterals, model: HRM
+) -> dict[str, torch.Tensor]:
+    """With external params, move the module's weights out to named parameters."""
+    if options.params != Params.EXTERNAL:
+        return {}
+    try:
+        return externalize(module, hooks.literals, parameter_names(model), options.output_type)
+    finally:
+        hooks.literals.clear()
+
+
+def weight_bytes(model: HRM) -> int:
+    """Bytes of weight data an inlined export would carry (state dict + RoPE tables)."""
+    tensors = [*model.state_dict().values(), *(model.inner._rope or ())]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def parse_step_signature(function_type: str) -> tuple[int | None, DType]:
@@ -158,10 +217,17 @@ class ZeroCopyLiterals(FxImporterHooks):
     objects per element: 13.5 s and 1.2 GB for the 27M model). Here the resource blob is the
     tensor's own buffer, so export time and memory no longer scale with that conversion. Blob
     names follow torch-mlir's scheme, so output is unchanged.
+
+    With `external=True` the resources get no blob at all: a key the lowering carries along
+    untouched (no pass can fold or copy data it does not have) until `hrm_mlir.params` replaces
+    each such constant by a named parameter. A 2 GB puzzle table is never read during export.
     """
 
-    def __init__(self) -> None:
-        self._attrs: dict[int, Any] = {}
+    def __init__(self, *, external: bool = False) -> None:
+        self.external = external
+        # id -> (tensor, attr): holding the tensor keeps its id from being reused mid-import
+        self._attrs: dict[int, tuple[torch.Tensor, Any]] = {}
+        self.literals: dict[str, torch.Tensor] = {}  # resource key -> tensor
 
     def resolve_literal(self, gni, literal, info):
         if (
@@ -169,41 +235,47 @@ class ZeroCopyLiterals(FxImporterHooks):
             or literal.numel() <= 1  # torch-mlir makes these splats
             or literal.device.type != "cpu"
             or isinstance(literal, FakeTensor)
-            or literal.dtype not in _BLOB_DTYPES
+            or literal.dtype not in _MLIR_ELEMENT
         ):
             return None
-        attr = self._attrs.get(id(literal))
-        if attr is None:
-            t = literal.detach().contiguous()
-            data = t.view(_BLOB_DTYPES[t.dtype]).numpy() if t.dtype in _VIEWED else t.numpy()
-            name = f"torch_tensor_{'_'.join(map(str, t.shape))}_{t.dtype}"
-            tensor_type = ir.RankedTensorType.get(list(t.shape), _mlir_element(t.dtype))
-            attr = ir.DenseResourceElementsAttr.get_from_buffer(data, name, tensor_type)
-            self._attrs[id(literal)] = attr
+        cached = self._attrs.get(id(literal))
+        if cached is None:
+            tensor_type = ir.RankedTensorType.get(
+                list(literal.shape), mlir_element_type(literal.dtype)
+            )
+            if self.external:
+                key = f"hrm_external_{len(self.literals)}"
+                attr = ir.Attribute.parse(f"dense_resource<{key}> : {tensor_type}")
+            else:
+                t = literal.detach().contiguous()
+                # numpy has no bf16: hand over the same bytes as 16-bit integers
+                data = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+                name = f"torch_tensor_{'_'.join(map(str, t.shape))}_{t.dtype}"
+                attr = ir.DenseResourceElementsAttr.get_from_buffer(data, name, tensor_type)
+                key = resource_key(attr)  # MLIR uniquifies repeated names with a suffix
+            cached = (literal, attr)
+            self._attrs[id(literal)] = cached
+            if key is not None:
+                self.literals[key] = literal
+        attr = cached[1]
         vtensor_type = gni._cc.tensor_to_vtensor_type(literal)
         return ir.Operation.create(
             name="torch.vtensor.literal", results=[vtensor_type], attributes={"value": attr}
         ).result
 
 
-_BLOB_DTYPES = {
-    torch.float32: torch.float32,
-    torch.bfloat16: torch.int16,  # numpy has no bf16: same bytes, 16-bit elements
-    torch.float16: torch.float16,
-    torch.int64: torch.int64,
-    torch.int32: torch.int32,
+_MLIR_ELEMENT = {
+    torch.float32: ir.F32Type.get,
+    torch.bfloat16: ir.BF16Type.get,
+    torch.float16: ir.F16Type.get,
+    torch.int64: lambda: ir.IntegerType.get_signed(64),
+    torch.int32: lambda: ir.IntegerType.get_signed(32),
 }
-_VIEWED = {torch.bfloat16}
 
 
-def _mlir_element(dtype: torch.dtype) -> ir.Type:
-    return {
-        torch.float32: ir.F32Type.get,
-        torch.bfloat16: ir.BF16Type.get,
-        torch.float16: ir.F16Type.get,
-        torch.int64: lambda: ir.IntegerType.get_signed(64),
-        torch.int32: lambda: ir.IntegerType.get_signed(32),
-    }[dtype]()
+def mlir_element_type(dtype: torch.dtype) -> ir.Type:
+    """The MLIR element type of a weight dtype (in the current context)."""
+    return _MLIR_ELEMENT[dtype]()
 
 
 def _lower(
@@ -211,7 +283,8 @@ def _lower(
     args: tuple[torch.Tensor, ...],
     output_type: OutputType,
     name: str,
-    dynamic_shapes: tuple | None = None,
+    dynamic_shapes: tuple | None,
+    hooks: ZeroCopyLiterals,
 ) -> ir.Module:
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -222,7 +295,7 @@ def _lower(
                 output_type=output_type.value,
                 func_name=name,
                 dynamic_shapes=dynamic_shapes,
-                hooks=ZeroCopyLiterals(),
+                hooks=hooks,
             )
     except Exception as e:  # torch.export and torch-mlir raise many exception types
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hrm_mlir.act import DYNAMIC, export_act
 from hrm_mlir.checkpoint import Checkpoint
-from hrm_mlir.compile import CompileOptions, compile_module
+from hrm_mlir.compile import CompileOptions, compile_and_load
 from hrm_mlir.config import DType, HRMConfig, OutputType
 from hrm_mlir.errors import HrmMlirError
 from hrm_mlir.export import ExportOptions
+from hrm_mlir.params import Params
 from hrm_mlir.puzzles import Puzzle, encode_batch, get_codec
 from hrm_mlir.runtime import CompiledModule
 
@@ -25,19 +27,23 @@ class CompiledACT:
 
     module: CompiledModule
     config: HRMConfig
-    batch_size: int
+    batch_size: int | None  # None: a symbolic batch, any number of rows per call
 
     @classmethod
-    def from_vmfb(cls, path: str | Path) -> CompiledACT:
-        """Load a .vmfb written by `hrm-mlir compile` from an `--entry act` export."""
-        module = CompiledModule(path)
+    def from_vmfb(cls, path: str | Path, *, parameters: str | Path | None = None) -> CompiledACT:
+        """Load a .vmfb written by `hrm-mlir compile` from an `--entry act` export.
+
+        `parameters` is its parameter archive when it was exported with external parameters.
+        """
+        module = CompiledModule(path, parameters=parameters)
         if "act" not in module.function_names:
             raise HrmMlirError(f"{path}: no @act function (export with --entry act)")
         meta = module.reflection("act")
         if "hrm.config" not in meta:
             raise HrmMlirError(f"{path}: @act carries no hrm.config (not built by hrm-mlir)")
         config = HRMConfig.model_validate_json(meta["hrm.config"])
-        return cls(module, config, int(meta["hrm.batch_size"]))
+        batch = meta["hrm.batch_size"]
+        return cls(module, config, None if batch == DYNAMIC else int(batch))
 
     @classmethod
     def from_checkpoint(
@@ -45,23 +51,29 @@ class CompiledACT:
         checkpoint: Checkpoint,
         *,
         dtype: DType = DType.FLOAT32,
-        batch_size: int = 1,
+        batch_size: int | None = 1,
         compile_options: CompileOptions | None = None,
+        params: Params | None = None,
     ) -> CompiledACT:
-        """Export `@act` (linalg-on-tensors) and compile it for this machine."""
-        from hrm_mlir.act import export_act
+        """Export `@act` (linalg-on-tensors) and compile it for this machine.
 
+        `params` None keeps small models' weights inline and serves large ones (an ARC puzzle
+        table) from memory as external parameters.
+        """
         options = ExportOptions(
-            output_type=OutputType.LINALG_ON_TENSORS, dtype=dtype, batch_size=batch_size
+            output_type=OutputType.LINALG_ON_TENSORS,
+            dtype=dtype,
+            batch_size=batch_size,
+            params=params,
         )
         exported = export_act(checkpoint, options)
-        vmfb = compile_module(exported, options=compile_options)
-        return cls(CompiledModule(vmfb), exported.config, batch_size)
+        return cls(compile_and_load(exported, compile_options), exported.config, batch_size)
 
     def act(
         self, inputs: torch.Tensor, ids: torch.Tensor, max_steps: int, q_halt: bool
     ) -> tuple[torch.Tensor, ...]:
-        """One call of `@act` on exactly `batch_size` rows: (logits, q_halt, q_continue, steps)."""
+        """One call of `@act` on `batch_size` rows (any number for a symbolic batch):
+        (logits, q_halt, q_continue, steps)."""
         return self.module.call(
             "act",
             inputs,
@@ -98,13 +110,14 @@ class Solution:
 def solve(
     model: CompiledACT, puzzles: Sequence[Puzzle], *, max_steps: int, q_halt: bool
 ) -> list[Solution]:
-    """Run `@act` over `puzzles` in batches of the compiled batch size.
+    """Run `@act` over `puzzles` in batches of the compiled batch size (all at once for a
+    symbolic batch).
 
     A short last batch is padded with copies of its first puzzle; their results are dropped.
     """
     if max_steps < 1:
         raise HrmMlirError(f"--max_steps must be >= 1, got {max_steps}")
-    seq_len, b = model.config.seq_len, model.batch_size
+    seq_len, b = model.config.seq_len, model.batch_size or max(len(puzzles), 1)
     inputs, ids = encode_batch(puzzles, seq_len)
     solutions: list[Solution] = []
     for start in range(0, len(puzzles), b):

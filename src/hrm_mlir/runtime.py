@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import ml_dtypes
@@ -10,6 +11,7 @@ import torch
 from iree import runtime as rt
 
 from hrm_mlir.errors import RuntimeFailure
+from hrm_mlir.params import SCOPE, load_index
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 
@@ -35,17 +37,37 @@ class CompiledModule:
     Args:
         vmfb: the module's bytes or path.
         driver: IREE HAL driver ("local-task" = multithreaded CPU, "cuda", "vulkan").
+        parameters: for a module built with external parameters, the archive (.irpa,
+            .safetensors, .gguf) or the tensors by key, served under the scope `model`.
     """
 
-    def __init__(self, vmfb: bytes | str | Path, *, driver: str = "local-task") -> None:
+    def __init__(
+        self,
+        vmfb: bytes | str | Path,
+        *,
+        driver: str = "local-task",
+        parameters: str | Path | Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
         data = vmfb if isinstance(vmfb, bytes) else _read(Path(vmfb))
+        # Keep the index: the provider reads the tensors it was given for as long as it lives.
+        self._index = None if parameters is None else load_index(parameters)
         try:
             self._config = rt.Config(driver)
             self._context = rt.SystemContext(config=self._config)
+            if self._index is not None:
+                provider = self._index.create_provider(scope=SCOPE)
+                io = rt.create_io_parameters_module(self._config.vm_instance, provider)
+                self._context.add_vm_module(io)
             self._vm_module = rt.VmModule.copy_buffer(self._config.vm_instance, data)
             self._context.add_vm_module(self._vm_module)
         except (RuntimeError, ValueError) as e:
-            raise RuntimeFailure(f"cannot load the compiled module on {driver}: {e}") from None
+            if parameters is None and "'io_parameters' not registered" in str(e):
+                raise RuntimeFailure(
+                    "the compiled module was built with external parameters: pass its "
+                    "parameter archive (--params FILE.irpa)"
+                ) from None
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise RuntimeFailure(f"cannot load the compiled module on {driver}: {first}") from None
         self.name = self._vm_module.name
 
     @property

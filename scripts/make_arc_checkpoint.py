@@ -1,0 +1,90 @@
+"""Write an HRM checkpoint the size of the published ARC-2 one, with random weights.
+
+The published HRM-checkpoint-ARC-2 holds the 27,276,290-parameter model and a puzzle-embedding
+table of 1,045,829 x 512 float32 (one row per augmented puzzle, 2.1 GB). This script writes a
+checkpoint with the same shapes in upstream's layout (`all_config.yaml`, `data/train/dataset.json`,
+`checkpoint` with `_orig_mod.model.` keys), for measuring export with external parameters:
+
+    python scripts/make_arc_checkpoint.py --out /tmp/hrm-arc2            # 1,045,829 rows
+    python scripts/make_arc_checkpoint.py --out /tmp/hrm-arc-100k --rows 100000
+
+Weights are random and non-degenerate (upstream zero-inits the Q head and the puzzle table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from hrm_mlir.config import HRMConfig
+from hrm_mlir.model import HRM
+
+ARC2_ROWS = 1_045_829
+ARC2_ARCH = {
+    "name": "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1",
+    "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"},
+    "H_cycles": 2,
+    "L_cycles": 2,
+    "H_layers": 4,
+    "L_layers": 4,
+    "hidden_size": 512,
+    "expansion": 4,
+    "num_heads": 8,
+    "pos_encodings": "rope",
+    "puzzle_emb_ndim": 512,
+    "halt_max_steps": 16,
+    "halt_exploration_prob": 0.1,
+    "forward_dtype": "bfloat16",
+}
+SEQ_LEN, VOCAB = 900, 12  # 30x30 canvas; PAD, EOS and 10 colours
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    p.add_argument(
+        "--rows", type=int, default=ARC2_ROWS, help=f"puzzle identifiers (default: {ARC2_ROWS:,})"
+    )
+    p.add_argument("--seed", type=int, default=0, help="weight seed (default: 0)")
+    return p.parse_args(argv)
+
+
+def make_checkpoint(out: Path, rows: int, seed: int = 0) -> Path:
+    """Write the checkpoint directory; returns the weights file."""
+    arch = {k: v for k, v in ARC2_ARCH.items() if k not in ("name", "loss")}
+    config = HRMConfig(**arch, vocab_size=VOCAB, seq_len=SEQ_LEN, num_puzzle_identifiers=rows)
+    with torch.device("meta"):
+        shapes = {k: (v.shape, v.dtype) for k, v in HRM(config).state_dict().items()}
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, (shape, dtype) in shapes.items():
+        std = 0.5 if "q_head" in key else (1.0 if key.endswith("weights") else shape[-1] ** -0.5)
+        state["_orig_mod.model." + key] = (torch.randn(shape, generator=g) * std).to(dtype)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"arch": ARC2_ARCH, "data_path": "data", "global_batch_size": 768, "lr": 1e-4}
+    (out / "all_config.yaml").write_text(yaml.safe_dump(doc))
+    meta_dir = out / "data" / "train"
+    meta_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"seq_len": SEQ_LEN, "vocab_size": VOCAB, "num_puzzle_identifiers": rows, "pad_id": 0}
+    (meta_dir / "dataset.json").write_text(json.dumps(meta) + "\n")
+    weights = out / "checkpoint"
+    torch.save(state, weights)
+    return weights
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    weights = make_checkpoint(args.out, args.rows, args.seed)
+    size = weights.stat().st_size / 2**20
+    print(f"wrote {weights} ({size:.0f} MiB, {args.rows:,} puzzle rows) in "
+          f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
