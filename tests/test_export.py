@@ -14,7 +14,7 @@ from hrm_mlir.compile import (
     Target,
     compile_module,
     detect_output_type,
-    module_dtype,
+    module_facts,
     read_functions,
 )
 from hrm_mlir.config import DType, OutputType
@@ -22,6 +22,7 @@ from hrm_mlir.errors import CompileError
 from hrm_mlir.export import ExportOptions, export_step, parse_step_signature, prepare_model
 from hrm_mlir.fileio import write_atomic
 from hrm_mlir.model import padded_attention
+from hrm_mlir.params import Params
 from hrm_mlir.runtime import CompiledModule
 from hrm_mlir.verify import STEP_OUTPUTS, TOLERANCES, compare, random_step_inputs, verify_step
 from tests.conftest import random_model
@@ -146,11 +147,17 @@ def test_zero_copy_literals_match_torch_mlirs_own_import(model, tmp_path: Path):
     """The faster literal import must give the same module as torch-mlir's default path."""
     from torch_mlir import fx
 
-    from hrm_mlir.export import example_step_args
+    from hrm_mlir.export import NO_DECOMPOSITIONS, example_step_args
 
     args = example_step_args(model.config, 1)
     with torch.no_grad(), padded_attention(model, 8):
-        default = fx.export_and_import(model.inner, *args, output_type="torch", func_name="step")
+        default = fx.export_and_import(
+            model.inner,
+            *args,
+            output_type="torch",
+            func_name="step",
+            decomposition_table=NO_DECOMPOSITIONS,
+        )
     ours = export_step(model, ExportOptions(output_type=OutputType.TORCH))
     assert ours.text() == str(default)
 
@@ -174,7 +181,11 @@ def test_cpu_flags_are_tuned_for_float32_only(model, tmp_path: Path):
     assert not tuned & set(CompileOptions(tuned=False).flags(DType.FLOAT32))
     assert tuned <= set(CompileOptions(tuned=True).flags(DType.BFLOAT16))
     assert not tuned & set(CompileOptions(target=Target.CUDA).flags(DType.FLOAT32))
+    external = CompileOptions().flags(DType.FLOAT32, external_parameters=True)
+    assert "--iree-opt-data-tiling" not in external and "--iree-opt-level=O3" in external
     for dtype in DType:  # compile reads the dtype of a file from its @step
         for suffix in (".mlir", ".mlirbc"):
             path = export_step(model, ExportOptions(dtype=dtype)).save(tmp_path / f"m{suffix}")
-            assert module_dtype(path) == dtype
+            assert module_facts(path) == (dtype, False)
+    ext = export_step(model, ExportOptions(params=Params.EXTERNAL)).save(tmp_path / "e.mlirbc")
+    assert module_facts(ext) == (DType.FLOAT32, True)

@@ -122,9 +122,10 @@ def test_iree_run_module_runs_the_artifact_with_the_archive(exported, big_table,
     assert compare(STEP_OUTPUTS, got, ref, ck.config.forward_dtype).passed
 
 
-def test_external_act_loop_matches_pytorch(big_table, tmp_path, capsys):
+@pytest.mark.parametrize("batch", ["4", "dynamic"])
+def test_external_act_loop_matches_pytorch(big_table, tmp_path, batch):
     mlir, vmfb = tmp_path / "act.mlirbc", tmp_path / "act.vmfb"
-    argv = ["export", str(big_table), "-o", str(mlir), "--entry", "act", "--batch_size", "4"]
+    argv = ["export", str(big_table), "-o", str(mlir), "--entry", "act", "--batch_size", batch]
     argv += ["--output_type", "linalg-on-tensors", "--params_file", str(tmp_path / "w.irpa")]
     assert main(argv) == 0
     assert main(["compile", str(mlir), "-o", str(vmfb)]) == 0

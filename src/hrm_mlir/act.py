@@ -150,7 +150,9 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
             for name, module, args in programs:
                 dynamic = batch_dims(args) if b is None else None
                 prog = torch.export.export(module, args, dynamic_shapes=dynamic, strict=False)
-                prog = prog.run_decompositions(get_decomposition_table())
+                if name != "step":  # the small loop helpers use ops (i1 `&`) only the
+                    # decompositions lower; the step does not need them (see NO_DECOMPOSITIONS)
+                    prog = prog.run_decompositions(get_decomposition_table())
                 importer.import_frozen_program(prog, func_name=name)
         module = importer.module
         run_pipeline_with_repro_report(

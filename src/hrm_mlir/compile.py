@@ -37,9 +37,10 @@ _IREE_INPUT_TYPE = {
 # The fastest verified llvm-cpu configuration for float32 HRM on AVX2 machines (measured by
 # `hrm-mlir bench` as iree-tuned against IREE's defaults): data tiling is the largest gain; at
 # batch 16 and at 901 tokens it needs the larger stack allocation limit.
+DATA_TILING = "--iree-opt-data-tiling"
 TUNED_CPU_FLAGS = [
     "--iree-opt-level=O3",
-    "--iree-opt-data-tiling",
+    DATA_TILING,
     "--iree-llvmcpu-enable-ukernels=all",
     "--iree-llvmcpu-matmul-tile-bytes=1048576",
     "--iree-llvmcpu-stack-allocation-limit=262144",
@@ -82,12 +83,19 @@ class CompileOptions:
             return False
         return self.tuned if self.tuned is not None else dtype == DType.FLOAT32
 
-    def flags(self, dtype: DType | None = None) -> list[str]:
-        """iree-compile flags for a module computing in `dtype` (None: unknown)."""
+    def flags(self, dtype: DType | None = None, *, external_parameters: bool = False) -> list[str]:
+        """iree-compile flags for a module computing in `dtype` (None: unknown).
+
+        With external parameters data tiling is left out: IREE 3.13 fails to compile the
+        static-batch `@act` with it ("failed to legalize unresolved target materialization" of
+        a data-tiling encoding, in the hoisted initializers that pack parameter-backed weights).
+        """
         if self.target == Target.LLVM_CPU:
             flags = [f"--iree-llvmcpu-target-cpu={self.cpu}"]
             if self.uses_tuned_flags(dtype):
-                flags += TUNED_CPU_FLAGS
+                flags += [
+                    f for f in TUNED_CPU_FLAGS if not (external_parameters and f == DATA_TILING)
+                ]
         elif self.target == Target.CUDA:
             flags = [f"--iree-cuda-target={self.cuda_arch}"]
         else:
@@ -123,6 +131,7 @@ def detect_output_type(path: str | Path) -> OutputType:
 class MlirInfo:
     dialect: OutputType
     functions: dict[str, str]  # public function name -> its type, as text
+    external_parameters: bool = False  # it declares util.global parameters
 
 
 def inspect_mlir(path: str | Path) -> MlirInfo:
@@ -158,7 +167,8 @@ def inspect_mlir(path: str | Path) -> MlirInfo:
                 for f in funcs
                 if "sym_visibility" not in f.attributes
             }
-            return MlirInfo(dialect, public)
+            external = any(op.operation.name == "util.global" for op in module.body.operations)
+            return MlirInfo(dialect, public, external)
     raise CompileError(f"{path}: not parseable MLIR: {error}")
 
 
@@ -190,8 +200,13 @@ def compile_module(
     options = options or CompileOptions()
     with tempfile.TemporaryDirectory(prefix="hrm-mlir-") as tmp:
         path, dialect = _materialize(source, output_type, Path(tmp))
-        dtype = source.options.dtype if isinstance(source, ExportedModule) else module_dtype(path)
-        vmfb = _run_iree_compile(path, dialect, options.flags(dtype), options.backend, output)
+        dtype, external = (
+            (source.options.dtype, bool(source.parameters))
+            if isinstance(source, ExportedModule)
+            else module_facts(path)
+        )
+        flags = options.flags(dtype, external_parameters=external)
+        vmfb = _run_iree_compile(path, dialect, flags, options.backend, output)
     if output is not None:
         write_atomic(output, vmfb)
     return vmfb
@@ -244,15 +259,18 @@ def _tosa_to_linalg(asm: str | bytes, tmp: Path) -> Path:
     return out
 
 
-def module_dtype(path: str | Path) -> DType | None:
-    """The forward dtype of an exported module (the carry type of its `@step`), if it has one."""
+def module_facts(path: str | Path) -> tuple[DType | None, bool]:
+    """The forward dtype of an exported module (the carry type of its `@step`, None if it has
+    none) and whether it refers to external parameters."""
     from hrm_mlir.export import parse_step_signature
 
     try:
-        signature = inspect_mlir(path).functions.get("step")
-        return None if signature is None else parse_step_signature(signature)[1]
+        info = inspect_mlir(path)
+        signature = info.functions.get("step")
+        dtype = None if signature is None else parse_step_signature(signature)[1]
+        return dtype, info.external_parameters
     except HrmMlirError:  # not an export of ours: iree-compile says what is wrong with it
-        return None
+        return None, False
 
 
 def _run_iree_compile(
