@@ -14,8 +14,8 @@ from hrm_mlir.compile import (
     Target,
     compile_module,
     detect_output_type,
-    module_facts,
     read_functions,
+    uses_external_parameters,
 )
 from hrm_mlir.config import DType, OutputType
 from hrm_mlir.errors import CompileError
@@ -173,19 +173,17 @@ def test_attention_is_padded_to_a_multiple_of_8_in_the_export(model):
     assert model.inner.H_level.layers[0].self_attn.pad_multiple == 1  # the model is unchanged
 
 
-def test_cpu_flags_are_tuned_for_float32_only(model, tmp_path: Path):
+def test_tuned_cpu_flags_are_opt_in_and_drop_data_tiling_for_parameters(model, tmp_path):
     tuned = set(TUNED_CPU_FLAGS)
-    assert tuned <= set(CompileOptions().flags(DType.FLOAT32))
-    assert not tuned & set(CompileOptions().flags(DType.BFLOAT16))  # they break bf16 tolerance
-    assert not tuned & set(CompileOptions().flags(None))
-    assert not tuned & set(CompileOptions(tuned=False).flags(DType.FLOAT32))
-    assert tuned <= set(CompileOptions(tuned=True).flags(DType.BFLOAT16))
-    assert not tuned & set(CompileOptions(target=Target.CUDA).flags(DType.FLOAT32))
-    external = CompileOptions().flags(DType.FLOAT32, external_parameters=True)
+    assert not tuned & set(CompileOptions().flags())
+    assert tuned <= set(CompileOptions(tuned=True).flags())
+    assert not tuned & set(CompileOptions(target=Target.CUDA, tuned=True).flags())
+    external = CompileOptions(tuned=True).flags(external_parameters=True)
     assert "--iree-opt-data-tiling" not in external and "--iree-opt-level=O3" in external
-    for dtype in DType:  # compile reads the dtype of a file from its @step
-        for suffix in (".mlir", ".mlirbc"):
-            path = export_step(model, ExportOptions(dtype=dtype)).save(tmp_path / f"m{suffix}")
-            assert module_facts(path) == (dtype, False)
-    ext = export_step(model, ExportOptions(params=Params.EXTERNAL)).save(tmp_path / "e.mlirbc")
-    assert module_facts(ext) == (DType.FLOAT32, True)
+    # compile reads from a file whether it refers to external parameters
+    inline = export_step(model).save(tmp_path / "i.mlirbc")
+    ext = export_step(model, ExportOptions(params=Params.EXTERNAL)).save(tmp_path / "e.mlir")
+    assert not uses_external_parameters(inline) and uses_external_parameters(ext)
+    exported = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS))
+    compiled = CompiledModule(compile_module(exported, options=CompileOptions(tuned=True)))
+    assert verify_step(model, compiled, 1).passed

@@ -1,8 +1,8 @@
 """Side-by-side latency of one HRM step: PyTorch eager, torch.compile, ONNX Runtime and IREE.
 
-IREE is measured with IREE's own default flags (`iree`), with `TUNED_CPU_FLAGS` (`iree-tuned`:
-what `hrm-mlir compile` uses for float32), and as one symbolic-batch artifact serving every
-batch size (`iree-dynamic`, with the same flags as `iree-tuned`).
+IREE is measured with the compile options given (`iree`, IREE's defaults unless `--tuned`), with
+`TUNED_CPU_FLAGS` (`iree-tuned`), and as one symbolic-batch artifact serving every batch size
+(`iree-dynamic`, with the same options as `iree`).
 
 Every runtime is verified against eager before it is timed. Samples are interleaved (one call of
 each runtime per round, after warm-up), so machine noise hits all of them alike; ratios are taken
@@ -140,7 +140,7 @@ def _runners(
             got = session.run(None, feeds)
             out["onnxruntime"] = (lambda: session.run(None, feeds), checked("onnxruntime", got))
     variants = {
-        "iree": replace(compile_options, tuned=False),
+        "iree": compile_options,
         "iree-tuned": replace(compile_options, tuned=True),
     }
     wanted = [name for name in variants if name in runtimes]
@@ -220,9 +220,9 @@ def bench(
         peak_gflops=peak,
         config=model.config.model_dump(mode="json"),
         flags={
-            "iree": replace(compile_options, tuned=False).flags(),
+            "iree": compile_options.flags(),
             "iree-tuned": replace(compile_options, tuned=True).flags(),
-            "iree-dynamic": compile_options.flags(DType.FLOAT32),
+            "iree-dynamic": compile_options.flags(),
         },
     )
     dynamic = (

@@ -340,10 +340,9 @@ def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None
     p.add_argument("--cpu", default="host", help="llvm-cpu target CPU (default: host)")
     p.add_argument(
         "--tuned",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="llvm-cpu: add the fastest verified flags (O3, data tiling, ukernels, 1 MiB matmul "
-        "tiles) (default: on for float32 modules, off for bfloat16, which they make inexact)",
+        action="store_true",
+        help="llvm-cpu: add the fastest flags found for float32 (O3, data tiling, ukernels, "
+        "1 MiB matmul tiles); they make bf16 inexact (default: off, IREE's defaults)",
     )
     p.add_argument(
         "--iree-flag",

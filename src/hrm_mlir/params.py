@@ -12,11 +12,12 @@ and its bytes go to a `.irpa` archive under the key `<name>`: the checkpoint's s
 IREE loads the archive at run time (`iree-run-module --parameters=model=FILE.irpa`), memory-mapped
 where it can, so the weights are never copied into the compiled module.
 
-The rewrite runs on the lowered module, in torch-mlir's own context, before anything is
-serialized: the constants that the import created are replaced by loads of globals (the `util`
-ops are unregistered there and written in generic form, which IREE parses). TOSA is not
-supported: its lowering folds weight transposes into new constants that no checkpoint tensor
-names.
+The import gives each weight a `dense_resource` key without a blob
+(`ZeroCopyLiterals(external=True)`), which torch-mlir's lowering carries along without reading
+any data. `externalize` then rewrites the lowered module, in torch-mlir's own context, before
+anything is serialized: each keyed constant becomes a load of a global (the `util` ops are
+unregistered there and written in generic form, which IREE parses). TOSA is not supported: its
+lowering folds weight transposes into new constants that no checkpoint tensor names.
 """
 
 from __future__ import annotations
