@@ -38,9 +38,9 @@ _IREE_INPUT_TYPE = {
 # measures them as iree-tuned beside IREE's defaults). Opt-in (`--tuned`), not the default:
 # - they push the 27M model's bf16 q_halt error to 0.22 (> the 0.1 tolerance);
 # - data tiling needs stack allocations past IREE's default 32 KiB limit at batch 16 and at 901
-#   tokens, and one symbolic-batch step needed 263,168 B > the 262,144 B limit below, while the
-#   runtime's worker threads get 128 KiB stacks (`--task_worker_stack_size`): raising the compile
-#   limit further trades a compile error for a possible stack overflow at run time.
+#   tokens, and one symbolic-batch step needed 263,168 B > the 262,144 B limit below; the
+#   runtime's worker threads get 128 KiB stacks by default (`hrm_mlir.runtime` raises them to
+#   1 MiB: a batch-16 step segfaulted without that).
 DATA_TILING = "--iree-opt-data-tiling"
 TUNED_CPU_FLAGS = [
     "--iree-opt-level=O3",
