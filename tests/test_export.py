@@ -8,12 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
+import hrm_mlir.compile as compile_mod
 from hrm_mlir.compile import (
+    FAST_CPU_FLAGS,
+    SAFE_STACK_BYTES,
+    STACK_LIMIT,
     TUNED_CPU_FLAGS,
     CompileOptions,
     Target,
     compile_module,
     detect_output_type,
+    module_facts,
     read_functions,
     uses_external_parameters,
 )
@@ -173,17 +178,48 @@ def test_attention_is_padded_to_a_multiple_of_8_in_the_export(model):
     assert model.inner.H_level.layers[0].self_attn.pad_multiple == 1  # the model is unchanged
 
 
-def test_tuned_cpu_flags_are_opt_in_and_drop_data_tiling_for_parameters(model, tmp_path):
-    tuned = set(TUNED_CPU_FLAGS)
-    assert not tuned & set(CompileOptions().flags())
-    assert tuned <= set(CompileOptions(tuned=True).flags())
-    assert not tuned & set(CompileOptions(target=Target.CUDA, tuned=True).flags())
-    external = CompileOptions(tuned=True).flags(external_parameters=True)
+def test_cpu_flags_fast_by_default_for_float32_only(model, tmp_path):
+    fast = set(FAST_CPU_FLAGS)
+    safe = STACK_LIMIT.format(SAFE_STACK_BYTES)
+    default = CompileOptions().flags(DType.FLOAT32)
+    assert fast <= set(default) and safe in default  # within IREE's 128 KiB worker stacks
+    assert not fast & set(CompileOptions().flags(DType.BFLOAT16))  # they make bf16 inexact
+    assert not fast & set(CompileOptions().flags(None))  # not an export of ours
+    assert set(TUNED_CPU_FLAGS) <= set(CompileOptions(tuned=True).flags(DType.BFLOAT16))
+    assert not fast & set(CompileOptions(tuned=False).flags(DType.FLOAT32))
+    assert not fast & set(CompileOptions(target=Target.CUDA, tuned=True).flags())
+    external = CompileOptions().flags(DType.FLOAT32, external_parameters=True)
     assert "--iree-opt-data-tiling" not in external and "--iree-opt-level=O3" in external
-    # compile reads from a file whether it refers to external parameters
+    # compile reads from a file whether it refers to external parameters, and its dtype
     inline = export_step(model).save(tmp_path / "i.mlirbc")
     ext = export_step(model, ExportOptions(params=Params.EXTERNAL)).save(tmp_path / "e.mlir")
     assert not uses_external_parameters(inline) and uses_external_parameters(ext)
-    exported = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS))
-    compiled = CompiledModule(compile_module(exported, options=CompileOptions(tuned=True)))
-    assert verify_step(model, compiled, 1).passed
+    bf16 = export_step(model, ExportOptions(dtype=DType.BFLOAT16)).save(tmp_path / "b.mlirbc")
+    assert module_facts(inline)[0] == DType.FLOAT32 and module_facts(bf16)[0] == DType.BFLOAT16
+    for tuned in (None, True):
+        exported = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS))
+        notes: list[str] = []
+        vmfb = compile_module(exported, options=CompileOptions(tuned=tuned), notes=notes)
+        assert notes == []  # IREE took the fast flags
+        assert verify_step(model, CompiledModule(vmfb), 1).passed
+
+
+def test_fast_flags_fall_back_to_iree_defaults_past_the_stack_limit(model, monkeypatch, tmp_path):
+    # The tiny model's batch-4 step allocates 512 B of stack with data tiling: a 256 B limit
+    # stands in for the 27M model's batch-16 step (133,120 B against 64 KiB).
+    monkeypatch.setattr(compile_mod, "SAFE_STACK_BYTES", 256)
+    exported = export_step(
+        model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, batch_size=4)
+    )
+    notes: list[str] = []
+    vmfb = compile_module(exported, options=CompileOptions(), notes=notes)
+    assert len(notes) == 1 and "exceeded stack allocation limit of 256 bytes" in notes[0]
+    assert verify_step(model, CompiledModule(vmfb), 4).passed
+    monkeypatch.chdir(tmp_path)  # where a failed compile without an output keeps its input
+    with pytest.raises(CompileError, match="exceeded stack allocation limit"):  # no fallback
+        compile_module(
+            exported,
+            options=CompileOptions(
+                tuned=True, extra_flags=("--iree-llvmcpu-stack-allocation-limit=256",)
+            ),
+        )

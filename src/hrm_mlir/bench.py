@@ -1,13 +1,14 @@
 """Side-by-side latency of one HRM step: PyTorch eager, torch.compile, ONNX Runtime and IREE.
 
-IREE is measured with the compile options given (`iree`, IREE's defaults unless `--tuned`), with
-`TUNED_CPU_FLAGS` (`iree-tuned`), and as one symbolic-batch artifact serving every batch size
-(`iree-dynamic`, with the same options as `iree`).
+IREE is measured with the compile options given (`iree`: the project's default flags unless told
+otherwise), with IREE's own defaults (`iree-plain`), with `TUNED_CPU_FLAGS` (`iree-tuned`), and as
+one symbolic-batch artifact serving every batch size (`iree-dynamic`, with the options of `iree`).
 
 Every runtime is verified against eager before it is timed. Samples are interleaved (one call of
 each runtime per round, after warm-up), so machine noise hits all of them alike; ratios are taken
-within one run. FLOPs are the exact matmul FLOPs of a step (`step_flops`); the peak is a float32
-GEMM measured in the same process with the same thread count.
+within one run. FLOPs are the exact matmul FLOPs of a step (`step_flops`); the peak is the best
+1024^3 float32 GEMM (torch.mm) of the run, measured before and once per timed round, in the same
+process with the same thread count.
 """
 
 from __future__ import annotations
@@ -52,10 +53,19 @@ def step_flops(config: HRMConfig, batch_size: int) -> int:
 def measure_peak_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
     """float32 GEMM throughput of this machine (torch.mm, best of `repeats`)."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = min(_time(lambda: torch.mm(a, b)) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+    gemm = PeakProbe(n)
+    return max(gemm() for _ in range(repeats))
+
+
+class PeakProbe:
+    """One n x n float32 GEMM (torch.mm) per call; returns its GFLOP/s."""
+
+    def __init__(self, n: int = 1024) -> None:
+        self.n, self.a, self.b = n, torch.randn(n, n), torch.randn(n, n)
+        torch.mm(self.a, self.b)
+
+    def __call__(self) -> float:
+        return 2 * self.n**3 / _time(lambda: torch.mm(self.a, self.b)) / 1e9
 
 
 def _time(fn: Callable[[], object]) -> float:
@@ -88,6 +98,7 @@ class BenchReport:
     peak_gflops: float
     config: dict
     flags: dict
+    notes: list[str] = field(default_factory=list)  # flags IREE rejected, and what ran instead
     results: list[Result] = field(default_factory=list)
     act: list[dict] = field(default_factory=list)
     phases: dict = field(default_factory=dict)
@@ -111,6 +122,7 @@ def _runners(
     compile_options: CompileOptions,
     params: Params | None,
     dynamic: CompiledModule | None,
+    notes: list[str],
 ) -> dict[str, tuple[Callable[[], object], str]]:
     """name -> (a call of the step on fixed inputs, how its outputs compare with eager)."""
     args = random_step_inputs(model.config, batch, seed=batch)
@@ -141,6 +153,7 @@ def _runners(
             out["onnxruntime"] = (lambda: session.run(None, feeds), checked("onnxruntime", got))
     variants = {
         "iree": compile_options,
+        "iree-plain": replace(compile_options, tuned=False),
         "iree-tuned": replace(compile_options, tuned=True),
     }
     wanted = [name for name in variants if name in runtimes]
@@ -149,7 +162,11 @@ def _runners(
             output_type=OutputType.LINALG_ON_TENSORS, batch_size=batch, params=params
         )
         exported = export_step(model, options)
-    modules = {name: compile_and_load(exported, variants[name]) for name in wanted}
+    modules = {}
+    for name in wanted:
+        rejected: list[str] = []
+        modules[name] = compile_and_load(exported, variants[name], notes=rejected)
+        notes += [f"{name}, batch {batch}: {note}" for note in rejected]
     if dynamic is not None:
         modules["iree-dynamic"] = dynamic
     for name, module in modules.items():
@@ -157,13 +174,18 @@ def _runners(
     return out
 
 
-def _dynamic_module(model: HRM, options: CompileOptions, params: Params | None):
+def _dynamic_module(
+    model: HRM, options: CompileOptions, params: Params | None, notes: list[str]
+) -> CompiledModule:
     """`@step` with a symbolic batch, compiled once for every batch size."""
     exported = export_step(
         model,
         ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, batch_size=None, params=params),
     )
-    return compile_and_load(exported, options)
+    rejected: list[str] = []
+    module = compile_and_load(exported, options, notes=rejected)
+    notes += [f"iree-dynamic: {note}" for note in rejected]
+    return module
 
 
 def _no_grad(fn, args):
@@ -208,7 +230,10 @@ def bench(
     flags.parse_flags(f"--task_topology_max_group_count={threads}")
     compile_options = compile_options or CompileOptions()
     model = source.build_model(DType.FLOAT32) if isinstance(source, Checkpoint) else source.eval()
+    # The peak is the best GEMM of the run: measured before, then once per timed round (so it
+    # sees the same machine state as the runtimes).
     peak = measure_peak_gflops(threads)
+    probe = PeakProbe()
     report = BenchReport(
         machine={
             "platform": platform.platform(),
@@ -217,19 +242,24 @@ def bench(
         },
         threads=threads,
         dtype="float32",
-        peak_gflops=peak,
+        peak_gflops=0.0,  # set at the end
         config=model.config.model_dump(mode="json"),
         flags={
             "iree": compile_options.flags(),
+            "iree-plain": replace(compile_options, tuned=False).flags(),
             "iree-tuned": replace(compile_options, tuned=True).flags(),
             "iree-dynamic": compile_options.flags(),
         },
     )
     dynamic = (
-        _dynamic_module(model, compile_options, params) if "iree-dynamic" in runtimes else None
+        _dynamic_module(model, compile_options, params, report.notes)
+        if "iree-dynamic" in runtimes
+        else None
     )
     for batch in batch_sizes:
-        runners = _runners(model, batch, runtimes, threads, compile_options, params, dynamic)
+        runners = _runners(
+            model, batch, runtimes, threads, compile_options, params, dynamic, report.notes
+        )
         samples: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(warmup):
             for fn, _v in runners.values():
@@ -239,6 +269,7 @@ def bench(
             names = names[i % len(names) :] + names[: i % len(names)]  # rotate the order
             for name in names:
                 samples[name].append(1e3 * _time(runners[name][0]))
+            peak = max(peak, probe())
         flops = step_flops(model.config, batch)
         results = [
             Result(name, batch, samples[name], verified=runners[name][1]) for name in runners
@@ -247,7 +278,6 @@ def bench(
         onnx = next((r.median_ms for r in results if r.runtime == "onnxruntime"), None)
         for r in results:
             r.gflops = flops / (r.median_ms / 1e3) / 1e9
-            r.pct_peak = 100 * r.gflops / peak
             r.vs_eager = eager / r.median_ms if eager else None
             r.vs_onnx = onnx / r.median_ms if onnx else None
         report.results += results
@@ -255,6 +285,9 @@ def bench(
             report.act.append(
                 _act_vs_steps(model, batch, act_steps, compile_options, iterations, params)
             )
+    report.peak_gflops = peak
+    for r in report.results:
+        r.pct_peak = 100 * r.gflops / peak
     return report
 
 
@@ -304,16 +337,30 @@ def measure_phases(checkpoint_path: Path, seq_len: int | None, workdir: Path) ->
         ("export", ["export", str(checkpoint_path), "-o", str(mlir), *common]),
         ("compile", ["compile", str(mlir), "-o", str(vmfb)]),
     ):
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hrm_mlir", *argv], stdout=subprocess.DEVNULL
+        shim = subprocess.run(
+            [sys.executable, "-c", _PHASE_SHIM, sys.executable, "-m", "hrm_mlir", *argv],
+            capture_output=True,
+            text=True,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        if status != 0:
-            raise RuntimeError(f"hrm-mlir {name} failed with status {status}")
-        phases[name] = {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}
+        if shim.returncode != 0:
+            raise RuntimeError(f"hrm-mlir {name} failed: {shim.stderr.strip()[-500:]}")
+        phases[name] = json.loads(shim.stdout.strip().splitlines()[-1])
     return phases
+
+
+# Runs argv[1:] and prints its wall time and peak RSS as JSON. A child inherits its parent's
+# peak RSS across fork + exec on Linux (`ru_maxrss`), so the command is started from this small
+# process, not from the benchmark process, which holds gigabytes by then.
+_PHASE_SHIM = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - start
+if status:
+    sys.exit(f"exit status {status}")
+print(json.dumps({"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}))
+"""
 
 
 def plot(report: BenchReport, path: Path) -> None:

@@ -279,8 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--runtimes",
-        default="eager,compile,onnx,iree,iree-tuned,iree-dynamic",
-        help="comma list of eager,compile,onnx,iree,iree-tuned,iree-dynamic (one "
+        default="eager,compile,onnx,iree,iree-plain,iree-tuned,iree-dynamic",
+        help="comma list of eager,compile,onnx,iree (the project's flags),iree-plain (IREE's "
+        "defaults),iree-tuned (--tuned),iree-dynamic (one "
         "symbolic-batch artifact for every batch) (default: all of them)",
     )
     p.add_argument(
@@ -340,9 +341,13 @@ def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None
     p.add_argument("--cpu", default="host", help="llvm-cpu target CPU (default: host)")
     p.add_argument(
         "--tuned",
-        action="store_true",
-        help="llvm-cpu: add the fastest flags found for float32 (O3, data tiling, ukernels, "
-        "1 MiB matmul tiles); they make bf16 inexact (default: off, IREE's defaults)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="llvm-cpu flags. Default: float32 modules get the fastest found (O3, data tiling, "
+        "ukernels, 1 MiB matmul tiles) within a 64 KiB stack limit that plain IREE runtimes "
+        "allow, falling back to IREE's defaults where IREE rejects them; bfloat16 gets IREE's "
+        "defaults. --tuned: the same flags with 256 KiB (runtimes need "
+        "--task_worker_stack_size=1048576). --no-tuned: IREE's defaults",
     )
     p.add_argument(
         "--iree-flag",
@@ -475,7 +480,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         required = required_parameters(args.mlir)
         check_archive(required, args.params)
         out.print(f"{args.params} holds all {len(required)} parameters {args.mlir} names")
-    vmfb = compile_module(args.mlir, args.output, options, output_type=args.output_type)
+    notes: list[str] = []
+    vmfb = compile_module(
+        args.mlir, args.output, options, output_type=args.output_type, notes=notes
+    )
+    for note in notes:
+        out.print(f"note: {note}")
     out.print(
         f"wrote {args.output} ({len(vmfb) / 2**20:.1f} MiB) for {options.target}, "
         f"in {time.perf_counter() - start:.1f} s"
@@ -493,6 +503,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     ck = load_checkpoint(args.checkpoint, seq_len=args.seq_len)
     archive = args.params if isinstance(args.params, Path) else None
+    notes: list[str] = []
     if args.mlir is not None:
         functions = read_functions(args.mlir)
         if "step" not in functions:
@@ -500,7 +511,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         batch, dtype = parse_step_signature(functions["step"])
         if archive is not None:
             check_archive(required_parameters(args.mlir), archive)
-        vmfb = compile_module(args.mlir, options=compile_options(args))
+        vmfb = compile_module(args.mlir, options=compile_options(args), notes=notes)
         compiled = CompiledModule(vmfb, parameters=archive)
         what = str(args.mlir)
     else:
@@ -514,9 +525,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             params=args.params,
         )
         exported = export_step(ck, options)
-        compiled = compile_and_load(exported, compile_options(args))
+        compiled = compile_and_load(exported, compile_options(args), notes=notes)
         batch, dtype = options.batch_size, exported.config.forward_dtype
         what = f"@step exported as {options.output_type} ({exported.options.params} weights)"
+    for note in notes:
+        out.print(f"note: {note}")
     model = ck.build_model(dtype)
     failures, reports = [], []
     for b in [batch] if batch is not None else list(DYNAMIC_VERIFY_BATCHES):
@@ -666,6 +679,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"@act with {a['steps']} steps, batch {a['batch_size']}: {a['act_ms']:.1f} ms; "
             f"{a['steps']} calls of @step: {a['step_loop_ms']:.1f} ms; ratio {a['ratio']:.3f}"
         )
+    for note in report.notes:
+        out.print(f"note: {note}")
     for name, phase in report.phases.items():
         out.print(f"{name}: {phase['wall_s']:.1f} s, peak RSS {phase['peak_rss_mib']:.0f} MiB")
     if args.json is not None:

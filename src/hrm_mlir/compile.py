@@ -16,7 +16,7 @@ from pathlib import Path
 
 from iree.compiler import tools as iree_tools
 
-from hrm_mlir.config import OutputType, _ChoiceEnum
+from hrm_mlir.config import DType, OutputType, _ChoiceEnum
 from hrm_mlir.errors import CompileError, HrmMlirError
 from hrm_mlir.export import ExportedModule
 from hrm_mlir.fileio import write_atomic
@@ -35,20 +35,28 @@ _IREE_INPUT_TYPE = {
 
 
 # The fastest llvm-cpu flags found for the float32 HRM step on AVX2 machines (`hrm-mlir bench`
-# measures them as iree-tuned beside IREE's defaults). Opt-in (`--tuned`), not the default:
-# - they push the 27M model's bf16 q_halt error to 0.22 (> the 0.1 tolerance);
-# - data tiling needs stack allocations past IREE's default 32 KiB limit at batch 16 and at 901
-#   tokens, and one symbolic-batch step needed 263,168 B > the 262,144 B limit below; the
-#   runtime's worker threads get 128 KiB stacks by default (`hrm_mlir.runtime` raises them to
-#   1 MiB: a batch-16 step segfaulted without that).
+# measures them beside IREE's defaults). Data tiling is the largest gain; it also makes dispatches
+# allocate more stack, so the limit decides where an artifact can run:
+# - by default (tuned=None) float32 modules get them with a 64 KiB stack allocation limit, so
+#   the artifact runs within the 128 KiB stacks IREE's worker threads have by default (plain
+#   `iree-run-module` included). Where IREE needs more (batch 16 of the 27M step: 133,120 B) or
+#   rejects them otherwise, the module is compiled again with IREE's defaults, with a note.
+# - `tuned=True` (`--tuned`) allows 256 KiB: fastest at larger batches, but the artifact then
+#   needs `--task_worker_stack_size` above that (`hrm_mlir.runtime` sets 1 MiB; a batch-16 step
+#   segfaulted in iree-worker without it).
+# bfloat16 modules keep IREE's defaults: these flags push the 27M model's bf16 q_halt error to
+# 0.22 (> the 0.1 tolerance).
 DATA_TILING = "--iree-opt-data-tiling"
-TUNED_CPU_FLAGS = [
+FAST_CPU_FLAGS = [
     "--iree-opt-level=O3",
     DATA_TILING,
     "--iree-llvmcpu-enable-ukernels=all",
     "--iree-llvmcpu-matmul-tile-bytes=1048576",
-    "--iree-llvmcpu-stack-allocation-limit=262144",
 ]
+SAFE_STACK_BYTES = 65536
+TUNED_STACK_BYTES = 262144
+STACK_LIMIT = "--iree-llvmcpu-stack-allocation-limit={}"
+TUNED_CPU_FLAGS = [*FAST_CPU_FLAGS, STACK_LIMIT.format(TUNED_STACK_BYTES)]
 
 
 class Target(_ChoiceEnum):
@@ -70,7 +78,9 @@ class CompileOptions:
             ("missing GPU target in #hal.executable.target", iree-org/iree#22147), so the
             default is sm_80, whose PTX the driver JIT-compiles for Hopper too.
         vulkan_target: `--iree-vulkan-target` (e.g. ampere, rdna3, valhall4).
-        tuned: add `TUNED_CPU_FLAGS` on llvm-cpu (opt-in, see there).
+        tuned: llvm-cpu flags: None = `FAST_CPU_FLAGS` within a 64 KiB stack limit for float32
+            modules (IREE's defaults where IREE rejects them, and for bfloat16); True =
+            `TUNED_CPU_FLAGS` (256 KiB stack limit); False = IREE's defaults.
         extra_flags: passed to iree-compile last, so they override the defaults.
     """
 
@@ -78,19 +88,39 @@ class CompileOptions:
     cpu: str = "host"
     cuda_arch: str = "sm_80"
     vulkan_target: str = "ampere"
-    tuned: bool = False
+    tuned: bool | None = None
     extra_flags: tuple[str, ...] = field(default_factory=tuple)
 
-    def flags(self, *, external_parameters: bool = False) -> list[str]:
-        """iree-compile flags; with external parameters data tiling is left out of the tuned
-        flags: IREE 3.13 fails to compile the static-batch `@act` with it ("failed to legalize
-        unresolved target materialization" of a data-tiling encoding, in the hoisted
-        initializers that pack parameter-backed weights)."""
+    def cpu_flags(self, dtype: DType | None) -> list[str]:
+        """The llvm-cpu flags `tuned` chooses for a module computing in `dtype` (None: unknown)."""
+        if self.target != Target.LLVM_CPU or self.tuned is False:
+            return []
+        if self.tuned:
+            return list(TUNED_CPU_FLAGS)
+        if dtype != DType.FLOAT32:
+            return []
+        return [*FAST_CPU_FLAGS, STACK_LIMIT.format(SAFE_STACK_BYTES)]
+
+    def flags(
+        self,
+        dtype: DType | None = DType.FLOAT32,
+        *,
+        external_parameters: bool = False,
+        fast: bool = True,
+    ) -> list[str]:
+        """iree-compile flags; `fast=False` leaves out the `tuned` flags (the fallback).
+
+        With external parameters data tiling is left out: IREE 3.13 fails to compile the
+        static-batch `@act` with it ("failed to legalize unresolved target materialization" of
+        a data-tiling encoding, in the hoisted initializers that pack parameter-backed weights).
+        """
         if self.target == Target.LLVM_CPU:
             flags = [f"--iree-llvmcpu-target-cpu={self.cpu}"]
-            if self.tuned:
+            if fast:
                 flags += [
-                    f for f in TUNED_CPU_FLAGS if not (external_parameters and f == DATA_TILING)
+                    f
+                    for f in self.cpu_flags(dtype)
+                    if not (external_parameters and f == DATA_TILING)
                 ]
         elif self.target == Target.CUDA:
             flags = [f"--iree-cuda-target={self.cuda_arch}"]
@@ -179,6 +209,7 @@ def compile_module(
     options: CompileOptions | None = None,
     *,
     output_type: OutputType | None = None,
+    notes: list[str] | None = None,
 ) -> bytes:
     """Compile an exported module, or an MLIR file (text or `.mlirbc`), with iree-compile.
 
@@ -187,6 +218,8 @@ def compile_module(
         output: where to write the .vmfb (atomically); None to only return it.
         options: target and flags.
         output_type: the dialect of a file source; detected from its content when None.
+        notes: receives a line when the default fast flags were rejected and IREE's defaults
+            used instead.
     Returns:
         The .vmfb bytes.
     Raises:
@@ -196,23 +229,40 @@ def compile_module(
     options = options or CompileOptions()
     with tempfile.TemporaryDirectory(prefix="hrm-mlir-") as tmp:
         path, dialect = _materialize(source, output_type, Path(tmp))
-        external = (
-            bool(source.parameters)
-            if isinstance(source, ExportedModule)
-            else uses_external_parameters(path)
-        )
-        flags = options.flags(external_parameters=external)
-        vmfb = _run_iree_compile(path, dialect, flags, options.backend, output)
+        if isinstance(source, ExportedModule):
+            dtype, external = source.config.forward_dtype, bool(source.parameters)
+        else:
+            dtype, external = module_facts(path)
+        flags = options.flags(dtype, external_parameters=external)
+        try:
+            vmfb = _iree_compile(path, dialect, flags, options.backend)
+        except iree_tools.CompilerToolError as e:
+            plain = options.flags(dtype, external_parameters=external, fast=False)
+            if options.tuned is not None or plain == flags:
+                raise CompileError(_describe_failure(str(e), path, output)) from None
+            try:
+                vmfb = _iree_compile(path, dialect, plain, options.backend)
+            except iree_tools.CompilerToolError as e2:
+                raise CompileError(_describe_failure(str(e2), path, output)) from None
+            if notes is not None:
+                notes.append(
+                    f"IREE rejected the fast llvm-cpu flags ({_first_error(str(e))[:160]}); "
+                    "compiled with IREE's defaults instead (--tuned allows more stack)"
+                )
     if output is not None:
         write_atomic(output, vmfb)
     return vmfb
 
 
 def compile_and_load(
-    exported: ExportedModule, options: CompileOptions | None = None, *, driver: str = "local-task"
+    exported: ExportedModule,
+    options: CompileOptions | None = None,
+    *,
+    driver: str = "local-task",
+    notes: list[str] | None = None,
 ) -> CompiledModule:
     """Compile an exported module and load it, with its external parameters if it has any."""
-    vmfb = compile_module(exported, options=options)
+    vmfb = compile_module(exported, options=options, notes=notes)
     return CompiledModule(vmfb, driver=driver, parameters=exported.parameters or None)
 
 
@@ -255,31 +305,41 @@ def _tosa_to_linalg(asm: str | bytes, tmp: Path) -> Path:
     return out
 
 
+def module_facts(path: str | Path) -> tuple[DType | None, bool]:
+    """The forward dtype of an exported module (the carry type of its `@step`, None if it has
+    none) and whether it declares external parameters (`util.global`s)."""
+    from hrm_mlir.export import parse_step_signature
+
+    try:
+        info = inspect_mlir(path)
+        signature = info.functions.get("step")
+        dtype = None if signature is None else parse_step_signature(signature)[1]
+        return dtype, info.external_parameters
+    except HrmMlirError:  # not an export of ours: iree-compile says what is wrong with it
+        return None, False
+
+
 def uses_external_parameters(path: str | Path) -> bool:
     """Whether an MLIR file declares external parameters (`util.global`s)."""
-    try:
-        return inspect_mlir(path).external_parameters
-    except HrmMlirError:  # not parseable: iree-compile says what is wrong with it
-        return False
+    return module_facts(path)[1]
 
 
-def _run_iree_compile(
-    path: Path, dialect: OutputType, flags: list[str], backend: str, output: str | Path | None
-) -> bytes:
-    try:
-        return iree_tools.compile_file(
-            str(path),
-            target_backends=[backend],
-            input_type=_IREE_INPUT_TYPE[dialect],
-            extra_args=flags,
-        )
-    except iree_tools.CompilerToolError as e:
-        raise CompileError(_describe_failure(str(e), path, output)) from None
+def _iree_compile(path: Path, dialect: OutputType, flags: list[str], backend: str) -> bytes:
+    return iree_tools.compile_file(
+        str(path),
+        target_backends=[backend],
+        input_type=_IREE_INPUT_TYPE[dialect],
+        extra_args=flags,
+    )
+
+
+def _first_error(message: str) -> str:
+    errors = [ln.strip() for ln in message.splitlines() if "error:" in ln]
+    return errors[0] if errors else "iree-compile failed"
 
 
 def _describe_failure(message: str, path: Path, output: str | Path | None) -> str:
-    errors = [ln.strip() for ln in message.splitlines() if "error:" in ln]
-    first = errors[0] if errors else "iree-compile failed"
+    first = _first_error(message)
     kept = Path(f"{output}.failed-input{path.suffix}") if output else Path.cwd() / path.name
     shutil.copyfile(path, kept)
     match = re.search(r"Invoked with:\s*\n\s*\S+\s+(.*)", message)

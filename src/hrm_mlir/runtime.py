@@ -14,9 +14,9 @@ from hrm_mlir.errors import RuntimeFailure
 from hrm_mlir.params import SCOPE, load_index
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
-# IREE's worker threads get 128 KiB stacks by default, less than a dispatch compiled with
-# `--tuned` (data tiling, stack allocation limit 256 KiB) may use: a 27M step at batch 16
-# segfaulted in iree-worker with `sub rsp, 0x218c0`. Give the workers room for that limit.
+# IREE's worker threads get 128 KiB stacks by default. The default compile flags stay within
+# 64 KiB of stack allocations, but `--tuned` allows 256 KiB: a 27M step at batch 16 segfaulted
+# in iree-worker with `sub rsp, 0x218c0`. Give the workers room for that limit.
 WORKER_STACK_BYTES = 1 << 20
 rt.flags.parse_flags(f"--task_worker_stack_size={WORKER_STACK_BYTES}")
 
