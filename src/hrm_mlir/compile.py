@@ -229,6 +229,7 @@ def compile_module(
     options = options or CompileOptions()
     with tempfile.TemporaryDirectory(prefix="hrm-mlir-") as tmp:
         path, dialect = _materialize(source, output_type, Path(tmp))
+        dtype: DType | None
         if isinstance(source, ExportedModule):
             dtype, external = source.config.forward_dtype, bool(source.parameters)
         else:
