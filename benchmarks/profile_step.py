@@ -31,7 +31,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hrm_mlir.bench import step_flops
+from hrm_mlir.bench import onnx_session, step_flops
 from hrm_mlir.checkpoint import load_checkpoint
 from hrm_mlir.compile import CompileOptions, compile_module
 from hrm_mlir.config import DType, OutputType
@@ -121,19 +121,11 @@ def iree_profile(model, args, workdir: Path) -> dict[str, dict]:
 
 
 def onnx_profile(model, args, workdir: Path) -> dict[str, dict]:
-    """ORT op type -> {count, ms} per step, from ORT's profiler (node events)."""
-    import onnxruntime as ort
-
+    """ORT op type -> {count, ms} per step, from ORT's profiler (node events); {} without ORT."""
     step_args = random_step_inputs(model.config, args.batch)
-    path = workdir / "step.onnx"
-    with torch.no_grad():
-        torch.onnx.export(model.inner, step_args, path, dynamo=True, external_data=True)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = args.threads
-    opts.inter_op_num_threads = 1
-    opts.enable_profiling = True
-    opts.profile_file_prefix = str(workdir / "ort")
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = onnx_session(model, step_args, args.threads, profile_prefix=workdir / "ort")
+    if session is None:
+        return {}
     feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), step_args, strict=True)}
     for _ in range(3):  # warm-up, dropped below by keeping the last `calls` runs
         session.run(None, feeds)

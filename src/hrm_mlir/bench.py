@@ -146,7 +146,7 @@ def _runners(
             checked("torch.compile", _no_grad(compiled, args)),
         )
     if "onnx" in runtimes:
-        session = _onnx_session(model, args, threads)
+        session = onnx_session(model, args, threads)
         if session is not None:
             feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
             got = session.run(None, feeds)
@@ -162,11 +162,9 @@ def _runners(
             output_type=OutputType.LINALG_ON_TENSORS, batch_size=batch, params=params
         )
         exported = export_step(model, options)
-    modules = {}
-    for name in wanted:
-        rejected: list[str] = []
-        modules[name] = compile_and_load(exported, variants[name], notes=rejected)
-        notes += [f"{name}, batch {batch}: {note}" for note in rejected]
+    modules = {
+        name: _load(exported, variants[name], notes, f"{name}, batch {batch}") for name in wanted
+    }
     if dynamic is not None:
         modules["iree-dynamic"] = dynamic
     for name, module in modules.items():
@@ -182,9 +180,14 @@ def _dynamic_module(
         model,
         ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, batch_size=None, params=params),
     )
+    return _load(exported, options, notes, "iree-dynamic")
+
+
+def _load(exported, options: CompileOptions, notes: list[str], label: str) -> CompiledModule:
+    """Compile and load; what the compile notes goes to `notes`, prefixed with `label`."""
     rejected: list[str] = []
     module = compile_and_load(exported, options, notes=rejected)
-    notes += [f"iree-dynamic: {note}" for note in rejected]
+    notes += [f"{label}: {note}" for note in rejected]
     return module
 
 
@@ -193,7 +196,9 @@ def _no_grad(fn, args):
         return fn(*args)
 
 
-def _onnx_session(model: HRM, args, threads: int):
+def onnx_session(model: HRM, args, threads: int, *, profile_prefix: Path | None = None):
+    """An ONNX Runtime CPU session of a `torch.onnx` (dynamo) export of the step, or None when
+    onnxruntime is not installed. With `profile_prefix`, ORT's profiler is on."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -205,6 +210,9 @@ def _onnx_session(model: HRM, args, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -358,6 +358,11 @@ def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None
     )
 
 
+def print_notes(notes: list[str]) -> None:
+    for note in notes:
+        out.print(f"note: {note}")
+
+
 def compile_options(args: argparse.Namespace):
     from hrm_mlir.compile import CompileOptions
 
@@ -398,8 +403,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         }
         print(json.dumps(doc, indent=2))
         return 0
-    for note in ck.notes:
-        out.print(f"note: {note}")
+    print_notes(ck.notes)
     t = Table(title=f"{ck.weights_path}", show_header=False)
     t.add_column("field")
     t.add_column("value")
@@ -423,8 +427,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     ck = load_checkpoint(args.checkpoint, seq_len=args.seq_len)
-    for note in ck.notes:
-        out.print(f"note: {note}")
+    print_notes(ck.notes)
     params = args.params
     if args.params_file is not None:
         if params == Params.INLINE:
@@ -439,8 +442,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         exported = export_act(ck, options)
     else:
         exported = export_step(ck, options)
-    for note in exported.notes:
-        out.print(f"note: {note}")
+    print_notes(exported.notes)
     archive = None
     if exported.parameters:
         archive = exported.save_parameters(args.params_file or default_archive_path(args.output))
@@ -484,8 +486,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     vmfb = compile_module(
         args.mlir, args.output, options, output_type=args.output_type, notes=notes
     )
-    for note in notes:
-        out.print(f"note: {note}")
+    print_notes(notes)
     out.print(
         f"wrote {args.output} ({len(vmfb) / 2**20:.1f} MiB) for {options.target}, "
         f"in {time.perf_counter() - start:.1f} s"
@@ -528,8 +529,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         compiled = compile_and_load(exported, compile_options(args), notes=notes)
         batch, dtype = options.batch_size, exported.config.forward_dtype
         what = f"@step exported as {options.output_type} ({exported.options.params} weights)"
-    for note in notes:
-        out.print(f"note: {note}")
+    print_notes(notes)
     model = ck.build_model(dtype)
     failures, reports = [], []
     for b in [batch] if batch is not None else list(DYNAMIC_VERIFY_BATCHES):
@@ -679,8 +679,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"@act with {a['steps']} steps, batch {a['batch_size']}: {a['act_ms']:.1f} ms; "
             f"{a['steps']} calls of @step: {a['step_loop_ms']:.1f} ms; ratio {a['ratio']:.3f}"
         )
-    for note in report.notes:
-        out.print(f"note: {note}")
+    print_notes(report.notes)
     for name, phase in report.phases.items():
         out.print(f"{name}: {phase['wall_s']:.1f} s, peak RSS {phase['peak_rss_mib']:.0f} MiB")
     if args.json is not None:

@@ -246,9 +246,11 @@ def compile_module(
             except iree_tools.CompilerToolError as e2:
                 raise CompileError(_describe_failure(str(e2), path, output)) from None
             if notes is not None:
+                reason = _first_error(str(e))
+                hint = " (--tuned allows more stack)" if "stack allocation limit" in reason else ""
                 notes.append(
-                    f"IREE rejected the fast llvm-cpu flags ({_first_error(str(e))[:160]}); "
-                    "compiled with IREE's defaults instead (--tuned allows more stack)"
+                    f"IREE rejected the fast llvm-cpu flags ({reason[:160]}); "
+                    f"compiled with IREE's defaults instead{hint}"
                 )
     if output is not None:
         write_atomic(output, vmfb)
