@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # also works without install
 
-from hrm_mlir.cli import add_model_options, add_params_options, main
+from hrm_mlir.cli import add_model_options, add_params_options, entry
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,4 +49,4 @@ def to_export_argv(args: argparse.Namespace) -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main(to_export_argv(parse_arguments())))
+    entry(to_export_argv(parse_arguments()))

@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hrm_mlir import bench
 from hrm_mlir.cli import main
+from hrm_mlir.compile import CompileOptions
 from tests.conftest import random_model, write_checkpoint
 
 
@@ -40,3 +41,18 @@ def test_bench_command_times_verified_runtimes(tmp_path: Path, capsys):
     assert [a["steps"] for a in doc["act"]] == [2, 2]
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "x onnxruntime" in capsys.readouterr().out
+
+
+def test_a_peer_that_fails_to_compile_is_noted_not_fatal(monkeypatch):
+    def broken_compile(fn):
+        def run(*args):
+            raise RuntimeError("inductor lowering failed\nmore detail")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    notes: list[str] = []
+    model = random_model()
+    runners = bench._runners(model, 1, ["eager", "compile"], 1, CompileOptions(), None, None, notes)
+    assert list(runners) == ["eager"]
+    assert notes == ["torch.compile failed at batch 1, not timed: inductor lowering failed"]

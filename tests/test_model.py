@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hrm_mlir.config import HRMConfig
+from hrm_mlir.config import DType, HRMConfig
+from hrm_mlir.export import example_step_args, prepare_model
 from hrm_mlir.model import HRM
 from tests.conftest import SUDOKU_ARCH, random_model, tiny_config
 
@@ -167,6 +168,34 @@ def test_rope_tables_stay_float32_when_the_model_is_cast():
     model = random_model().to(torch.bfloat16)
     cos, sin = model.inner._rope
     assert cos.dtype == sin.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [DType.FLOAT32, DType.BFLOAT16])
+def test_export_graph_casts_only_where_dtypes_differ(dtype):
+    """torch.export records even a same-dtype `.to()` as a node; each costs export time."""
+    model = prepare_model(random_model(), dtype)
+    args = example_step_args(model.config, 2)
+    with torch.no_grad():
+        graph = torch.export.export(model.inner, args, strict=False).graph
+    casts = [n for n in graph.nodes if n.target == torch.ops.aten.to.dtype]
+    assert casts, "no casts at all: the int32 ids must still become int64"
+    for node in casts:
+        assert node.args[0].meta["val"].dtype != node.args[1], node.format_node()
+    if dtype == DType.BFLOAT16:  # the float32 RMSNorm / RoPE casts are still there
+        assert any(node.args[1] == torch.float32 for node in casts)
+
+
+def test_torch_compile_runs_the_step_like_eager():
+    """`bench` times `torch.compile` (inductor): the step must compile and agree with eager.
+    (Multiplying q by a permuted k made inductor 2.13 fail to compile it.)"""
+    model = prepare_model(random_model(), DType.FLOAT32)
+    args = example_step_args(model.config, 2)
+    args = (torch.randn_like(args[0]), torch.randn_like(args[1]), *args[2:])
+    with torch.no_grad():
+        ref = model.inner(*args)
+        got = torch.compile(model.inner)(*args)
+    for r, g in zip(ref, got, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
 
 
 def test_act_without_q_halt_runs_max_steps_like_upstream_eval():

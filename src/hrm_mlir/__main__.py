@@ -1,7 +1,5 @@
 """`python -m hrm_mlir` runs the `hrm-mlir` command line."""
 
-import sys
+from hrm_mlir.cli import entry
 
-from hrm_mlir.cli import main
-
-sys.exit(main())
+entry()

@@ -37,12 +37,22 @@ def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
     return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
 
 
+def cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`x.to(dtype)`, leaving out the cast where `x` has that dtype already.
+
+    Eager returns `x` itself either way, but torch.export records every `.to()` as a node (plus a
+    metadata assert): at float32 these were 592 of the 27M step's 1,931 nodes, and each node costs
+    export time.
+    """
+    return x if x.dtype == dtype else x.to(dtype)
+
+
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm without a weight, computed in float32 and cast back (as upstream)."""
     dtype = x.dtype
-    x = x.to(torch.float32)
+    x = cast(x, torch.float32)
     x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
-    return x.to(dtype)
+    return cast(x, dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -72,8 +82,8 @@ class CastedLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = self.bias.to(x.dtype) if self.bias is not None else None
-        return F.linear(x, self.weight.to(x.dtype), bias)
+        bias = cast(self.bias, x.dtype) if self.bias is not None else None
+        return F.linear(x, cast(self.weight, x.dtype), bias)
 
 
 class CastedEmbedding(nn.Module):
@@ -86,7 +96,7 @@ class CastedEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # export: int64 indices, see module docstring.
-        return F.embedding(ids.to(torch.int64), self.embedding_weight.to(self.cast_to))
+        return F.embedding(cast(ids, torch.int64), cast(self.embedding_weight, self.cast_to))
 
 
 class PuzzleEmbedding(nn.Module):
@@ -98,7 +108,7 @@ class PuzzleEmbedding(nn.Module):
         self.weights = nn.Buffer(torch.zeros(num, dim), persistent=True)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.weights[ids.to(torch.int64)].to(self.cast_to)  # (B, D_puzzle)
+        return cast(self.weights[cast(ids, torch.int64)], self.cast_to)  # (B, D_puzzle)
 
 
 class Attention(nn.Module):
@@ -117,15 +127,18 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor] | None):
         b, s, d = x.shape
-        qkv = self.qkv_proj(x).view(b, s, 3 * self.num_heads, self.head_dim)  # (B, S, 3nh, hd)
-        q, k, v = qkv.split(self.num_heads, dim=2)  # each (B, S, nh, hd)
-        if cos_sin is not None:
-            cos, sin = cos_sin  # (S, hd) float32
-            cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)  # (S, 1, hd)
-            dtype = q.dtype
-            q, k = q.to(cos.dtype), k.to(cos.dtype)
-            q = (q * cos + rotate_half(q) * sin).to(dtype)
-            k = (k * cos + rotate_half(k) * sin).to(dtype)
+        nh = self.num_heads
+        qkv = self.qkv_proj(x).view(b, s, 3 * nh, self.head_dim)  # (B, S, 3nh, hd)
+        if cos_sin is None:
+            q, k, v = qkv.split(nh, dim=2)  # each (B, S, nh, hd)
+        else:
+            # RoPE on q and k together: the same elementwise ops as on each, in half the
+            # exported nodes.
+            qk, v = qkv.split((2 * nh, nh), dim=2)
+            cos, sin = cos_sin  # (S, 1, hd) float32
+            dtype = qk.dtype
+            qk = cast(qk, cos.dtype)
+            q, k = cast(qk * cos + rotate_half(qk) * sin, dtype).split(nh, dim=2)
         # export: plain attention, not FlashAttention.
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, S, hd)
         pad = -s % self.pad_multiple
@@ -139,7 +152,9 @@ class Attention(nn.Module):
         if pad:
             masked = torch.arange(s + pad, device=x.device) >= s  # (P,)
             scores = scores.masked_fill(masked, float("-inf"))
-        out = torch.matmul(scores.softmax(dim=-1), v)[:, :, :s]  # (B, nh, S, hd)
+        out = torch.matmul(scores.softmax(dim=-1), v)  # (B, nh, P, hd)
+        if pad:
+            out = out[:, :, :s]  # (B, nh, S, hd)
         return self.o_proj(out.transpose(1, 2).reshape(b, s, d))
 
 
@@ -264,7 +279,7 @@ class HRMInner(nn.Module):
             emb = torch.cat((pe, emb), dim=-2)  # (B, S, D)
         if self.config.pos_encodings == "learned":
             # scale by 1/sqrt(2) to keep the forward variance (upstream's literal)
-            emb = 0.707106781 * (emb + self.embed_pos.embedding_weight.to(self.forward_dtype))
+            emb = 0.707106781 * (emb + cast(self.embed_pos.embedding_weight, self.forward_dtype))
         return self.embed_scale * emb
 
     def initial_carry(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -281,7 +296,7 @@ class HRMInner(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         """One step: returns (z_H, z_L, logits, q_halt_logits, q_continue_logits)."""
         cfg = self.config
-        cos_sin = self._rope
+        cos_sin = None if self._rope is None else tuple(t.unsqueeze(-2) for t in self._rope)
         x = self.input_embeddings(inputs, puzzle_identifiers)
 
         # All but the last L and H update run without gradient (upstream's 1-step gradient);
@@ -296,8 +311,13 @@ class HRMInner(nn.Module):
         z_L = self.L_level(z_L, z_H + x, cos_sin)
         z_H = self.H_level(z_H, z_L, cos_sin)
 
-        logits = self.lm_head(z_H)[:, self.puzzle_emb_len :]  # (B, seq_len, V)
-        q = self.q_head(z_H[:, 0]).to(torch.float32)  # (B, 2)
+        # export: the rows are sliced and flattened before the head, so its GEMM is a plain
+        # (B*seq_len, D) x (D, V) one. Sliced after, IREE folds the slice into a batched GEMM
+        # whose in-dispatch packing needs 130 KiB of stack at batch 16, past the 64 KiB that
+        # keeps the fast CPU flags.
+        tokens = z_H[:, self.puzzle_emb_len :]  # (B, seq_len, D)
+        logits = self.lm_head(tokens.flatten(0, 1)).unflatten(0, tokens.shape[:2])
+        q = cast(self.q_head(z_H[:, 0]), torch.float32)  # (B, 2)
         return z_H, z_L, logits, q[..., 0], q[..., 1]
 
     def step(self, z_H, z_L, inputs, puzzle_identifiers) -> StepOutput:
