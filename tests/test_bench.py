@@ -56,3 +56,18 @@ def test_a_peer_that_fails_to_compile_is_noted_not_fatal(monkeypatch):
     runners = bench._runners(model, 1, ["eager", "compile"], 1, CompileOptions(), None, None, notes)
     assert list(runners) == ["eager"]
     assert notes == ["torch.compile failed at batch 1, not timed: inductor lowering failed"]
+
+
+def test_each_timed_call_follows_a_call_of_the_same_runtime(monkeypatch):
+    calls: list[str] = []
+    runners = {name: (lambda name=name: calls.append(name), "ok") for name in ("eager", "iree")}
+    monkeypatch.setattr(bench, "_runners", lambda *a, **k: runners)
+    monkeypatch.setattr(bench, "measure_peak_gflops", lambda threads: 1.0)
+    monkeypatch.setattr(bench.PeakProbe, "__call__", lambda self: 1.0)
+    report = bench.bench(
+        random_model(), batch_sizes=[1], runtimes=["eager"], threads=1, iterations=3, warmup=0,
+        act_steps=0,
+    )  # fmt: skip
+    # rounds rotate the order; within a round each runtime runs twice in a row (untimed, timed)
+    assert calls == ["eager"] * 2 + ["iree"] * 4 + ["eager"] * 4 + ["iree"] * 2
+    assert [len(r.samples_ms) for r in report.results] == [3, 3]

@@ -4,11 +4,12 @@ IREE is measured with the compile options given (`iree`: the project's default f
 otherwise), with IREE's own defaults (`iree-plain`), with `TUNED_CPU_FLAGS` (`iree-tuned`), and as
 one symbolic-batch artifact serving every batch size (`iree-dynamic`, with the options of `iree`).
 
-Every runtime is verified against eager before it is timed. Samples are interleaved (one call of
-each runtime per round, after warm-up), so machine noise hits all of them alike; ratios are taken
-within one run. FLOPs are the exact matmul FLOPs of a step (`step_flops`); the peak is the best
-1024^3 float32 GEMM (torch.mm) of the run, measured before and once per timed round, in the same
-process with the same thread count.
+Every runtime is verified against eager before it is timed. Samples are interleaved (each
+runtime once per round, in a rotating order, after warm-up), so machine noise hits all of them
+alike; each timed call follows an untimed call of the same runtime, so none is timed in another's
+wake. Ratios are taken within one run. FLOPs are the exact matmul FLOPs of a step
+(`step_flops`); the peak is the best 1024^3 float32 GEMM (torch.mm) of the run, measured before
+and once per timed round, in the same process with the same thread count.
 """
 
 from __future__ import annotations
@@ -280,7 +281,13 @@ def bench(
             names = list(runners)
             names = names[i % len(names) :] + names[: i % len(names)]  # rotate the order
             for name in names:
-                samples[name].append(1e3 * _time(runners[name][0]))
+                # Each timed call follows an untimed one of the same runtime, as in an ACT
+                # loop. Timed right after another runtime, a call pays for that runtime's
+                # worker threads still spinning and for the caches it left (IREE at batch 1:
+                # 217 ms right after ONNX Runtime, 187 ms right after itself).
+                fn = runners[name][0]
+                fn()
+                samples[name].append(1e3 * _time(fn))
             peak = max(peak, probe())
         flops = step_flops(model.config, batch)
         results = [
