@@ -33,7 +33,7 @@ from torch_mlir.passmanager import PassManager
 
 from hrm_mlir.checkpoint import Checkpoint
 from hrm_mlir.config import Entry, OutputType
-from hrm_mlir.errors import ExportError
+from hrm_mlir.errors import ExportError, first_line
 from hrm_mlir.export import (
     INDEX_DTYPE,
     ExportedModule,
@@ -163,7 +163,7 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
         )
         module = lower_mlir_module(False, TMOutputType.LINALG_ON_TENSORS, module)
     except Exception as e:  # torch.export and torch-mlir raise many exception types
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise ExportError(f"export of @act failed: {type(e).__name__}: {first}") from e
 
     with ctx, ir.Location.unknown():

@@ -32,6 +32,7 @@ import torch
 from hrm_mlir.checkpoint import Checkpoint
 from hrm_mlir.compile import CompileOptions, compile_and_load
 from hrm_mlir.config import DType, HRMConfig, OutputType
+from hrm_mlir.errors import first_line
 from hrm_mlir.export import ExportOptions, export_step
 from hrm_mlir.model import HRM
 from hrm_mlir.params import Params
@@ -145,7 +146,7 @@ def _runners(
         try:
             got = _no_grad(compiled, args)
         except Exception as e:  # inductor raises many types; a peer failing is not ours to stop
-            first = (str(e).strip().splitlines() or [""])[0]
+            first = first_line(e, "")
             notes.append(f"torch.compile failed at batch {batch}, not timed: {first}")
         else:
             out["torch.compile"] = (lambda: _no_grad(compiled, args), checked("torch.compile", got))

@@ -21,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from hrm_mlir.config import DType, HRMConfig
-from hrm_mlir.errors import CheckpointError
+from hrm_mlir.errors import CheckpointError, first_line
 from hrm_mlir.model import HRM
 
 CONFIG_NAME = "all_config.yaml"
@@ -200,13 +200,13 @@ def _read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
                 raise
             obj = torch.load(weights_path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0]
+        first = first_line(e)
         raise CheckpointError(
             f"{weights_path}: refused to load: the pickle needs more than plain tensors "
             f"(weights_only=True): {first}"
         ) from None
     except Exception as e:  # torch.load raises many types on a non-checkpoint file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise CheckpointError(f"{weights_path}: not a PyTorch checkpoint: {first}") from None
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{weights_path}: expected a state dict of tensors")

@@ -17,7 +17,7 @@ from pathlib import Path
 from iree.compiler import tools as iree_tools
 
 from hrm_mlir.config import DType, OutputType, _ChoiceEnum
-from hrm_mlir.errors import CompileError, HrmMlirError
+from hrm_mlir.errors import CompileError, HrmMlirError, first_line
 from hrm_mlir.export import ExportedModule
 from hrm_mlir.fileio import write_atomic
 from hrm_mlir.runtime import CompiledModule
@@ -181,7 +181,7 @@ def inspect_mlir(path: str | Path) -> MlirInfo:
             try:
                 module = ir.Module.parse(asm)
             except Exception as e:  # MLIRError
-                error = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                error = first_line(e)
                 continue
             funcs = [op for op in module.body.operations if "function_type" in op.attributes]
             names = {op.name for f in funcs for op in f.regions[0].blocks[0].operations}
@@ -301,7 +301,7 @@ def _tosa_to_linalg(asm: str | bytes, tmp: Path) -> Path:
             module = ir.Module.parse(asm)
             passmanager.PassManager.parse(TOSA_TO_LINALG).run(module.operation)
         except Exception as e:  # MLIRError and friends
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = first_line(e)
             raise CompileError(f"lowering TOSA to linalg failed: {first}") from e
         out = tmp / "tosa_as_linalg.mlirbc"
         with out.open("wb") as f:

@@ -8,6 +8,13 @@ trace. Programming errors stay ordinary Python exceptions.
 from __future__ import annotations
 
 
+def first_line(e: BaseException, default: str | None = None) -> str:
+    """The first line of an exception's message, for a one-line error; `default` (or the
+    exception's type name) when the message is empty."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else default if default is not None else type(e).__name__
+
+
 class HrmMlirError(Exception):
     """Base class of every user-facing error."""
 

@@ -25,7 +25,7 @@ from torch_mlir.extras.fx_importer import FxImporterHooks
 
 from hrm_mlir.checkpoint import Checkpoint, build_model
 from hrm_mlir.config import DType, Entry, HRMConfig, OutputType
-from hrm_mlir.errors import ExportError
+from hrm_mlir.errors import ExportError, first_line
 from hrm_mlir.fileio import write_atomic
 from hrm_mlir.model import HRM, padded_attention
 from hrm_mlir.params import (
@@ -303,5 +303,5 @@ def _lower(
                 decomposition_table=NO_DECOMPOSITIONS,
             )
     except Exception as e:  # torch.export and torch-mlir raise many exception types
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise ExportError(f"export to {output_type} failed: {type(e).__name__}: {first}") from e

@@ -31,7 +31,7 @@ import torch
 from torch_mlir import ir
 
 from hrm_mlir.config import OutputType, _ChoiceEnum
-from hrm_mlir.errors import ExportError, HrmMlirError
+from hrm_mlir.errors import ExportError, HrmMlirError, first_line
 from hrm_mlir.fileio import atomic_path
 
 SCOPE = "model"  # the parameter scope: `--parameters=model=FILE.irpa`
@@ -239,7 +239,7 @@ def load_index(source: str | Path | Mapping[str, torch.Tensor]):
     try:
         index.load(str(path))
     except (RuntimeError, ValueError) as e:
-        first = (str(e).strip().splitlines() or ["unreadable"])[0]
+        first = first_line(e, "unreadable")
         raise HrmMlirError(f"{path}: not a readable parameter archive: {first}") from None
     return index
 
@@ -258,7 +258,7 @@ def required_parameters(path: str | Path) -> dict[str, int]:
         try:
             module = iree_ir.Module.parse(data if data.startswith(b"ML\xefR") else data.decode())
         except Exception as e:  # MLIRError
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = first_line(e)
             raise HrmMlirError(f"{path}: not parseable MLIR: {first}") from None
         found: dict[str, int] = {}
         for op in module.body.operations:

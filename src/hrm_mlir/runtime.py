@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from iree import runtime as rt
 
-from hrm_mlir.errors import RuntimeFailure
+from hrm_mlir.errors import RuntimeFailure, first_line
 from hrm_mlir.params import SCOPE, load_index
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -71,7 +71,7 @@ class CompiledModule:
                     "the compiled module was built with external parameters: pass its "
                     "parameter archive (--params FILE.irpa)"
                 ) from None
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = first_line(e)
             raise RuntimeFailure(f"cannot load the compiled module on {driver}: {first}") from None
         self.name = self._vm_module.name
 
@@ -98,7 +98,7 @@ class CompiledModule:
         try:
             results = fn(*(to_numpy(a) for a in args))
         except (RuntimeError, ValueError) as e:
-            raise RuntimeFailure(f"@{function} failed: {str(e).splitlines()[0]}") from None
+            raise RuntimeFailure(f"@{function} failed: {first_line(e)}") from None
         if not isinstance(results, tuple | list):
             results = (results,)
         return tuple(to_torch(np.asarray(r.to_host())) for r in results)
