@@ -26,7 +26,7 @@ from hrm_mlir.config import DType, OutputType
 from hrm_mlir.errors import CompileError
 from hrm_mlir.export import ExportOptions, export_step, parse_step_signature, prepare_model
 from hrm_mlir.fileio import write_atomic
-from hrm_mlir.model import padded_attention
+from hrm_mlir.model import export_attention
 from hrm_mlir.params import Params
 from hrm_mlir.runtime import CompiledModule
 from hrm_mlir.verify import STEP_OUTPUTS, TOLERANCES, compare, random_step_inputs, verify_step
@@ -155,7 +155,7 @@ def test_zero_copy_literals_match_torch_mlirs_own_import(model, tmp_path: Path):
     from hrm_mlir.export import NO_DECOMPOSITIONS, example_step_args
 
     args = example_step_args(model.config, 1)
-    with torch.no_grad(), padded_attention(model, 8):
+    with torch.no_grad(), export_attention(model, 8):
         default = fx.export_and_import(
             model.inner,
             *args,
@@ -171,6 +171,11 @@ def test_attention_is_padded_to_a_multiple_of_8_in_the_export(model):
     # S = 18 tokens: the softmax runs on 24 x 24 scores, with the 6 padded keys masked
     padded = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS)).text()
     assert "tensor<1x2x24x24xf32>" in padded and "tensor<1x2x18x18xf32>" not in padded
+    # normalized after P @ V: no softmax op, and P @ [V | 1] has head_dim + 1 columns
+    torch_ir = export_step(model).text()
+    assert "softmax" not in torch_ir and "softmax" not in padded
+    hd = model.config.head_dim
+    assert f"!torch.vtensor<[1,2,24,{hd + 1}],f32>" in torch_ir
     plain = export_step(
         model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, attention_pad=1)
     ).text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 
 from hrm_mlir.config import DType, HRMConfig
 from hrm_mlir.export import example_step_args, prepare_model
-from hrm_mlir.model import HRM
+from hrm_mlir.model import HRM, export_attention
 from tests.conftest import SUDOKU_ARCH, random_model, tiny_config
 
 
@@ -86,10 +87,14 @@ def _inputs(cfg: HRMConfig, b: int = 3, seed: int = 1):
     ],
     ids=["rope+pad", "learned", "no-puzzle-emb", "puzzle-2-tokens", "cycles-3x1"],
 )
-def test_step_matches_float64_reference(overrides):
+@pytest.mark.parametrize("form", ["eager", "export"])
+def test_step_matches_float64_reference(overrides, form):
+    """Both attention forms: eager's softmax, and the export's (padded to 8 with masked keys
+    where S = 18 tokens, normalized after P @ V)."""
     model = random_model(**overrides)
     args = _inputs(model.config)
-    with torch.no_grad():
+    ctx = export_attention(model, 8) if form == "export" else contextlib.nullcontext()
+    with torch.no_grad(), ctx:
         got = model.inner(*args)
     ref = _reference_step(model, *args)
     for name, g, r in zip(("z_H", "z_L", "logits", "q_halt", "q_cont"), got, ref, strict=True):

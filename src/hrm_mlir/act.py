@@ -46,7 +46,7 @@ from hrm_mlir.export import (
     resolve_options,
     trace_batch,
 )
-from hrm_mlir.model import HRM, HRMInner, padded_attention
+from hrm_mlir.model import HRM, HRMInner, export_attention
 from hrm_mlir.params import Params
 
 # Dialects whose @act is built; the loop is written with scf/arith/tensor ops around calls.
@@ -144,7 +144,7 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
         with (
             torch.no_grad(),
             warnings.catch_warnings(),
-            padded_attention(model, options.attention_pad),
+            export_attention(model, options.attention_pad),
         ):
             warnings.simplefilter("ignore", FutureWarning)
             for name, module, args in programs:

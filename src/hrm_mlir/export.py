@@ -27,7 +27,7 @@ from hrm_mlir.checkpoint import Checkpoint, build_model
 from hrm_mlir.config import DType, Entry, HRMConfig, OutputType
 from hrm_mlir.errors import ExportError, first_line
 from hrm_mlir.fileio import write_atomic
-from hrm_mlir.model import HRM, padded_attention
+from hrm_mlir.model import HRM, export_attention
 from hrm_mlir.params import (
     Params,
     choose_params,
@@ -59,7 +59,8 @@ class ExportOptions:
         params: inline weights in the MLIR, or refer to an external parameter archive; None
             chooses external when the weights exceed `hrm_mlir.params.INLINE_LIMIT_BYTES`.
         attention_pad: attention pads its length to a multiple of this, masking the padded
-            keys (same results; IREE's CPU softmax is ~60x slower on other row counts).
+            keys (same results; IREE's CPU softmax is ~60x slower on other row counts). The
+            export also normalizes attention after P @ V (`hrm_mlir.model.export_attention`).
     """
 
     output_type: OutputType = OutputType.TORCH
@@ -156,7 +157,7 @@ def export_step(source: Checkpoint | HRM, options: ExportOptions | None = None) 
     args = example_step_args(model.config, trace_batch(options.batch_size))
     dynamic = batch_dims(args) if options.batch_size is None else None
     hooks = ZeroCopyLiterals(external=options.params == Params.EXTERNAL)
-    with padded_attention(model, options.attention_pad):
+    with export_attention(model, options.attention_pad):
         module = _lower(model.inner, args, options.output_type, STEP_FUNC, dynamic, hooks)
     parameters = externalize_if(options, module, hooks, model)
     return ExportedModule(module, model.config, options, parameters, notes)

@@ -10,8 +10,9 @@ upstream only where export needs it; each such place says so with an `# export:`
 - the RoPE tables are not buffers (non-persistent buffers break torch-mlir's FX importer); they
   are recomputed from the config, and `.to()` never casts them, as upstream keeps them float32;
 - the puzzle embedding has no training-time `local_weights` / `local_ids` state;
-- under `padded_attention` (used by the exporter) attention pads its length to a multiple of 8
-  with masked keys, which IREE's CPU softmax needs to be fast; the results are the same.
+- under `export_attention` (used by the exporter) attention pads its length to a multiple of 8
+  with masked keys, and normalizes after P @ V instead of softmax before it (see `Attention`);
+  the results are the same up to float rounding.
 
 Shapes: B batch, S = seq_len + puzzle_emb_len tokens, D hidden, nh heads, hd head dim.
 """
@@ -114,8 +115,10 @@ class PuzzleEmbedding(nn.Module):
 class Attention(nn.Module):
     """Non-causal multi-head self-attention with RoPE on q and k."""
 
-    # export: the attention length is padded to a multiple of this (see `padded_attention`).
+    # export: the attention length is padded to a multiple of this, and the softmax is
+    # normalized after P @ V (see `export_attention`).
     pad_multiple = 1
+    normalize_after_pv = False
 
     def __init__(self, config: HRMConfig) -> None:
         super().__init__()
@@ -143,33 +146,59 @@ class Attention(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, S, hd)
         pad = -s % self.pad_multiple
         if pad:
-            # export: IREE's CPU softmax is ~60x slower when its row count is not a multiple of
-            # 8 (8x901x901: 341 ms, 8x904x904: 5.75 ms). Pad to P = S + pad with zero rows,
-            # mask the padded keys to -inf (exp -> exactly 0) and drop the padded query rows:
-            # the same sums over the same real keys.
+            # export: IREE's CPU row reductions slow down sharply when the row length is not
+            # a multiple of 8 (softmax 8x901x901: 341 ms, 8x904x904: 5.75 ms; the fused
+            # max/exp/pack of `_normalized_after_pv`: 19-22 ms against 6.5-7.6 ms). Pad to
+            # P = S + pad with zero rows, mask the padded keys to -inf (exp -> exactly 0) and
+            # drop the padded query rows: the same sums over the same real keys.
             q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))  # (B, nh, P, hd)
-        scores = torch.matmul(q, k.transpose(-2, -1)) * self.head_dim**-0.5  # (B, nh, P, P)
+        scale = self.head_dim**-0.5
+        if self.normalize_after_pv:
+            scores = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, nh, P, P)
+        else:
+            scores = torch.matmul(q, k.transpose(-2, -1)) * scale
         if pad:
             masked = torch.arange(s + pad, device=x.device) >= s  # (P,)
             scores = scores.masked_fill(masked, float("-inf"))
-        out = torch.matmul(scores.softmax(dim=-1), v)  # (B, nh, P, hd)
+        if self.normalize_after_pv:
+            out = _normalized_after_pv(scores, v)
+        else:
+            out = torch.matmul(scores.softmax(dim=-1), v)  # (B, nh, P, hd)
         if pad:
             out = out[:, :, :s]  # (B, nh, S, hd)
         return self.o_proj(out.transpose(1, 2).reshape(b, s, d))
 
 
+def _normalized_after_pv(scores: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(scores) @ v computed as (p @ v) / rowsum(p), p = exp(scores - rowmax(scores)).
+
+    export: in this form IREE's CPU codegen fuses the mask, the row max, the exp and the
+    packing of p for the data-tiled GEMM into one dispatch, and a column of ones appended to v
+    gives the row sums in that same GEMM: no softmax dispatch and no pass that re-reads its
+    output to pack it (27M step at 901 tokens: attention 1,005 -> 757 ms of a 2.8 s step).
+    The ones column is a `cat`: `F.pad(v, (0, 1), value=1.0)` there made IREE 3.13 fail with
+    "write affecting operations on global resources are restricted to workgroup distributed
+    contexts".
+    """
+    p = torch.exp(scores - scores.amax(dim=-1, keepdim=True))  # (B, nh, P, P)
+    pv = torch.matmul(p, torch.cat([v, torch.ones_like(v[..., :1])], dim=-1))  # (.., hd + 1)
+    return pv[..., :-1] / pv[..., -1:]
+
+
 @contextlib.contextmanager
-def padded_attention(model: nn.Module, multiple: int) -> Iterator[None]:
-    """Within the block, every `Attention` of `model` pads its length to a multiple of
-    `multiple` (masked keys, identical results); restored afterwards."""
+def export_attention(model: nn.Module, pad_multiple: int) -> Iterator[None]:
+    """Within the block, every `Attention` of `model` computes in the form the exporter writes:
+    its length padded to a multiple of `pad_multiple` (masked keys) and the softmax normalized
+    after P @ V. The same results up to float rounding; restored afterwards."""
     layers = [m for m in model.modules() if isinstance(m, Attention)]
     for layer in layers:
-        layer.pad_multiple = multiple
+        layer.pad_multiple = pad_multiple
+        layer.normalize_after_pv = True
     try:
         yield
     finally:
         for layer in layers:
-            del layer.pad_multiple  # back to the class default
+            del layer.pad_multiple, layer.normalize_after_pv  # back to the class defaults
 
 
 class SwiGLU(nn.Module):
