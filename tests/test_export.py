@@ -171,11 +171,11 @@ def test_attention_is_padded_to_a_multiple_of_8_in_the_export(model):
     # S = 18 tokens: the softmax runs on 24 x 24 scores, with the 6 padded keys masked
     padded = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS)).text()
     assert "tensor<1x2x24x24xf32>" in padded and "tensor<1x2x18x18xf32>" not in padded
-    # normalized after P @ V: no softmax op, and P @ [V | 1] has head_dim + 1 columns
+    # normalized after P @ V: no softmax op, and P @ [V | 1] has head_dim + 8 columns
     torch_ir = export_step(model).text()
     assert "softmax" not in torch_ir and "softmax" not in padded
     hd = model.config.head_dim
-    assert f"!torch.vtensor<[1,2,24,{hd + 1}],f32>" in torch_ir
+    assert f"!torch.vtensor<[1,2,24,{hd + 8}],f32>" in torch_ir
     plain = export_step(
         model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, attention_pad=1)
     ).text()

@@ -152,11 +152,7 @@ class Attention(nn.Module):
             # P = S + pad with zero rows, mask the padded keys to -inf (exp -> exactly 0) and
             # drop the padded query rows: the same sums over the same real keys.
             q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))  # (B, nh, P, hd)
-        scale = self.head_dim**-0.5
-        if self.normalize_after_pv:
-            scores = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, nh, P, P)
-        else:
-            scores = torch.matmul(q, k.transpose(-2, -1)) * scale
+        scores = torch.matmul(q, k.transpose(-2, -1)) * self.head_dim**-0.5  # (B, nh, P, P)
         if pad:
             masked = torch.arange(s + pad, device=x.device) >= s  # (P,)
             scores = scores.masked_fill(masked, float("-inf"))
@@ -172,17 +168,18 @@ class Attention(nn.Module):
 def _normalized_after_pv(scores: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(scores) @ v computed as (p @ v) / rowsum(p), p = exp(scores - rowmax(scores)).
 
-    export: in this form IREE's CPU codegen fuses the mask, the row max, the exp and the
-    packing of p for the data-tiled GEMM into one dispatch, and a column of ones appended to v
-    gives the row sums in that same GEMM: no softmax dispatch and no pass that re-reads its
-    output to pack it (27M step at 901 tokens: attention 1,005 -> 757 ms of a 2.8 s step).
-    The ones column is a `cat`: `F.pad(v, (0, 1), value=1.0)` there made IREE 3.13 fail with
-    "write affecting operations on global resources are restricted to workgroup distributed
-    contexts".
+    export: in this form IREE's CPU codegen fuses the scale, the mask, the row max, the exp and
+    the packing of p for the data-tiled GEMM into one dispatch, and columns of ones appended to
+    v give the row sums in that same GEMM: no softmax dispatch and no pass that re-reads its
+    output to pack it. Eight columns keep the GEMM's N a multiple of IREE's 8-wide tile (it
+    pads to that anyway; one column made P @ V slower at 88 tokens). They are a `cat`:
+    `F.pad(v, (0, 1), value=1.0)` made IREE 3.13 fail with "write affecting operations on
+    global resources are restricted to workgroup distributed contexts".
     """
     p = torch.exp(scores - scores.amax(dim=-1, keepdim=True))  # (B, nh, P, P)
-    pv = torch.matmul(p, torch.cat([v, torch.ones_like(v[..., :1])], dim=-1))  # (.., hd + 1)
-    return pv[..., :-1] / pv[..., -1:]
+    hd = v.shape[-1]
+    pv = torch.matmul(p, torch.cat([v, torch.ones_like(v[..., :8])], dim=-1))  # (.., hd + 8)
+    return pv[..., :hd] / pv[..., hd : hd + 1]
 
 
 @contextlib.contextmanager
