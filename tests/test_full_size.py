@@ -32,11 +32,15 @@ def test_full_size_checkpoint_exports_compiles_and_verifies(sudoku_27m: Path, ca
 
 
 @pytest.mark.slow
-def test_full_size_batch_16_keeps_the_fast_cpu_flags(sudoku_27m: Path, capsys):
-    """The LM head's GEMM once needed 130 KiB of stack at batch 16 (a batched GEMM with its
-    packing inside), so the whole step fell back to IREE's default flags."""
+@pytest.mark.parametrize("batch", ["16", "dynamic"])
+def test_full_size_batch_16_and_symbolic_batch_keep_the_fast_cpu_flags(
+    sudoku_27m: Path, capsys, batch: str
+):
+    """Two GEMMs once needed more than 64 KiB of stack, so the whole step fell back to IREE's
+    default flags: the LM head at batch 16 (130 KiB, a batched GEMM with its packing inside)
+    and the Q head on z_H[:, 0] with a symbolic batch (263,168 B)."""
     argv = ["verify", str(sudoku_27m), "--seq_len", "81", "--dtype", "float32"]
-    assert main([*argv, "--output_type", "linalg-on-tensors", "--batch_size", "16"]) == 0
+    assert main([*argv, "--output_type", "linalg-on-tensors", "--batch_size", batch]) == 0
     out = capsys.readouterr().out
     assert "verification passed" in out
     assert "rejected the fast llvm-cpu flags" not in out

@@ -47,8 +47,9 @@ def step_flops(config: HRMConfig, batch_size: int) -> int:
     block = 2 * rows * d * (3 * d + d + 2 * i + i)  # qkv, o, gate_up, down projections
     block += 2 * 2 * batch_size * config.num_heads * s * s * config.head_dim  # QK^T, PV
     blocks = config.H_cycles * (config.L_cycles * config.L_layers + config.H_layers)
-    # lm_head on the puzzle's tokens (the puzzle-embedding ones are sliced off before it)
-    heads = 2 * batch_size * config.seq_len * d * config.vocab_size + 2 * batch_size * d * 2
+    # lm_head on the puzzle's tokens (the puzzle-embedding ones are sliced off before it);
+    # q_head on every token (the model keeps token 0; see `HRMInner.forward`)
+    heads = 2 * batch_size * config.seq_len * d * config.vocab_size + 2 * rows * d * 2
     return blocks * block + heads
 
 

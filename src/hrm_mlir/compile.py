@@ -39,9 +39,9 @@ _IREE_INPUT_TYPE = {
 # allocate more stack, so the limit decides where an artifact can run:
 # - by default (tuned=None) float32 modules get them with a 64 KiB stack allocation limit, so
 #   the artifact runs within the 128 KiB stacks IREE's worker threads have by default (plain
-#   `iree-run-module` included). The static-batch 27M step fits at batch 1, 16 and (901 tokens)
-#   8. Where IREE needs more (a symbolic batch: 263,168 B) or rejects the flags otherwise, the
-#   module is compiled again with IREE's defaults, with a note.
+#   `iree-run-module` included). The 27M step fits at batch 1, 16, symbolic and (901 tokens)
+#   8. Where IREE needs more or rejects the flags otherwise, the module is compiled again with
+#   IREE's defaults, with a note.
 # - `tuned=True` (`--tuned`) allows 256 KiB, but the artifact then needs
 #   `--task_worker_stack_size` above that (`hrm_mlir.runtime` sets 1 MiB; a batch-16 step
 #   segfaulted in iree-worker without it).
