@@ -59,8 +59,9 @@ class ExportOptions:
         params: inline weights in the MLIR, or refer to an external parameter archive; None
             chooses external when the weights exceed `hrm_mlir.params.INLINE_LIMIT_BYTES`.
         attention_pad: attention pads its length to a multiple of this, masking the padded
-            keys (same results; IREE's CPU softmax is ~60x slower on other row counts). The
-            export also normalizes attention after P @ V (`hrm_mlir.model.export_attention`).
+            keys (same results; IREE's CPU softmax is ~60x slower on other row counts). In
+            float32 the export also normalizes attention after P @ V
+            (`hrm_mlir.model.export_attention`).
     """
 
     output_type: OutputType = OutputType.TORCH
