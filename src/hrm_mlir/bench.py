@@ -1,8 +1,9 @@
 """Side-by-side latency of one HRM step: PyTorch eager, torch.compile, ONNX Runtime and IREE.
 
-IREE is measured with the compile options given (`iree`: the project's default flags unless told
-otherwise), with IREE's own defaults (`iree-plain`), with `TUNED_CPU_FLAGS` (`iree-tuned`), and as
-one symbolic-batch artifact serving every batch size (`iree-dynamic`, with the options of `iree`).
+IREE is measured with the compile options given (`iree`: the project's default flags and GEMM
+kernels unless told otherwise), with the same flags but IREE's own GEMMs (`iree-no-kernels`),
+with IREE's own defaults (`iree-plain`), with `TUNED_CPU_FLAGS` (`iree-tuned`), and as one
+symbolic-batch artifact serving every batch size (`iree-dynamic`, with the options of `iree`).
 
 Every runtime is verified against eager before it is timed. Samples are interleaved (each
 runtime once per round, in a rotating order, after warm-up), so machine noise hits all of them
@@ -101,6 +102,7 @@ class BenchReport:
     peak_gflops: float
     config: dict
     flags: dict
+    gemm_kernels: dict = field(default_factory=dict)  # runtime -> GEMMs on hrm_mlir.cpu_gemm
     notes: list[str] = field(default_factory=list)  # flags IREE rejected, and what ran instead
     results: list[Result] = field(default_factory=list)
     act: list[dict] = field(default_factory=list)
@@ -157,11 +159,7 @@ def _runners(
             feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
             got = session.run(None, feeds)
             out["onnxruntime"] = (lambda: session.run(None, feeds), checked("onnxruntime", got))
-    variants = {
-        "iree": compile_options,
-        "iree-plain": replace(compile_options, tuned=False),
-        "iree-tuned": replace(compile_options, tuned=True),
-    }
+    variants = iree_variants(compile_options)
     wanted = [name for name in variants if name in runtimes]
     if wanted:
         options = ExportOptions(
@@ -176,6 +174,16 @@ def _runners(
     for name, module in modules.items():
         out[name] = (partial(module.call, "step", *args), checked(name, module.call("step", *args)))
     return out
+
+
+def iree_variants(options: CompileOptions) -> dict[str, CompileOptions]:
+    """The static-batch IREE runtimes `bench` can time, and their compile options."""
+    return {
+        "iree": options,
+        "iree-no-kernels": replace(options, gemm_kernels=False),
+        "iree-plain": replace(options, tuned=False),
+        "iree-tuned": replace(options, tuned=True),
+    }
 
 
 def _dynamic_module(
@@ -260,10 +268,12 @@ def bench(
         peak_gflops=0.0,  # set at the end
         config=model.config.model_dump(mode="json"),
         flags={
-            "iree": compile_options.flags(),
-            "iree-plain": replace(compile_options, tuned=False).flags(),
-            "iree-tuned": replace(compile_options, tuned=True).flags(),
+            **{name: o.flags() for name, o in iree_variants(compile_options).items()},
             "iree-dynamic": compile_options.flags(),
+        },
+        gemm_kernels={
+            **{name: o.use_gemm_kernels() for name, o in iree_variants(compile_options).items()},
+            "iree-dynamic": compile_options.use_gemm_kernels(),
         },
     )
     dynamic = (

@@ -279,10 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--runtimes",
-        default="eager,compile,onnx,iree,iree-plain,iree-tuned,iree-dynamic",
-        help="comma list of eager,compile,onnx,iree (the project's flags),iree-plain (IREE's "
-        "defaults),iree-tuned (--tuned),iree-dynamic (one "
-        "symbolic-batch artifact for every batch) (default: all of them)",
+        default="eager,compile,onnx,iree,iree-no-kernels,iree-plain,iree-tuned,iree-dynamic",
+        help="comma list of eager,compile,onnx,iree (the project's flags and GEMM kernels),"
+        "iree-no-kernels (the same flags, IREE's own GEMMs),iree-plain (IREE's defaults),"
+        "iree-tuned (--tuned),iree-dynamic (one symbolic-batch artifact for every batch) "
+        "(default: all of them)",
     )
     p.add_argument(
         "--threads",
@@ -350,6 +351,14 @@ def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None
         "--task_worker_stack_size=1048576). --no-tuned: IREE's defaults",
     )
     p.add_argument(
+        "--gemm-kernels",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="float32 GEMMs on hrm-mlir's own AVX2 kernels (6x16 register tiles, "
+        "hrm_mlir.cpu_gemm) instead of IREE's data-tiled 8x8 ones. Default: on for llvm-cpu "
+        "on this machine's CPU when it has AVX2 and FMA but no AVX-512, unless --no-tuned",
+    )
+    p.add_argument(
         "--iree-flag",
         action="append",
         default=[],
@@ -373,6 +382,7 @@ def compile_options(args: argparse.Namespace):
         cuda_arch=getattr(args, "cuda_arch", defaults.cuda_arch),
         vulkan_target=getattr(args, "vulkan_target", defaults.vulkan_target),
         tuned=args.tuned,
+        gemm_kernels=args.gemm_kernels,
         extra_flags=tuple(args.iree_flag),
     )
 
@@ -483,12 +493,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
         check_archive(required, args.params)
         out.print(f"{args.params} holds all {len(required)} parameters {args.mlir} names")
     notes: list[str] = []
+    stats: dict = {}
     vmfb = compile_module(
-        args.mlir, args.output, options, output_type=args.output_type, notes=notes
+        args.mlir, args.output, options, output_type=args.output_type, notes=notes, stats=stats
     )
     print_notes(notes)
+    kernels = stats.get("gemm_kernels", 0)
+    on_kernels = f" ({kernels} GEMMs on hrm-mlir's AVX2 kernels)" if kernels else ""
     out.print(
-        f"wrote {args.output} ({len(vmfb) / 2**20:.1f} MiB) for {options.target}, "
+        f"wrote {args.output} ({len(vmfb) / 2**20:.1f} MiB) for {options.target}{on_kernels}, "
         f"in {time.perf_counter() - start:.1f} s"
     )
     return 0

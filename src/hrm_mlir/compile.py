@@ -8,6 +8,7 @@ with torch-mlir's own MLIR passes (its LLVM parses its own TOSA) and that linalg
 
 from __future__ import annotations
 
+import platform
 import re
 import shutil
 import tempfile
@@ -82,6 +83,10 @@ class CompileOptions:
         tuned: llvm-cpu flags: None = `FAST_CPU_FLAGS` within a 64 KiB stack limit for float32
             modules (IREE's defaults where IREE rejects them, and for bfloat16); True =
             `TUNED_CPU_FLAGS` (256 KiB stack limit); False = IREE's defaults.
+        gemm_kernels: float32 GEMMs on the project's AVX2 kernels (`hrm_mlir.cpu_gemm`) instead
+            of IREE's: None = where they pay off (llvm-cpu for this machine's CPU when it has
+            AVX2 and FMA but no AVX-512, unless `tuned` is False); True / False = always /
+            never (llvm-cpu only).
         extra_flags: passed to iree-compile last, so they override the defaults.
     """
 
@@ -90,7 +95,16 @@ class CompileOptions:
     cuda_arch: str = "sm_80"
     vulkan_target: str = "ampere"
     tuned: bool | None = None
+    gemm_kernels: bool | None = None
     extra_flags: tuple[str, ...] = field(default_factory=tuple)
+
+    def use_gemm_kernels(self) -> bool:
+        """Whether float32 GEMMs go to `hrm_mlir.cpu_gemm`'s kernels."""
+        if self.target != Target.LLVM_CPU or self.gemm_kernels is False:
+            return False
+        if self.gemm_kernels:
+            return True
+        return self.tuned is not False and self.cpu == "host" and host_has_avx2()
 
     def cpu_flags(self, dtype: DType | None) -> list[str]:
         """The llvm-cpu flags `tuned` chooses for a module computing in `dtype` (None: unknown)."""
@@ -204,6 +218,20 @@ def read_functions(path: str | Path) -> dict[str, str]:
     return inspect_mlir(path).functions
 
 
+def host_has_avx2() -> bool:
+    """This machine is x86-64 with AVX2 and FMA and without AVX-512: the CPUs the kernels of
+    `hrm_mlir.cpu_gemm` are for (with AVX-512 IREE's own 16x16 tiles are the better choice)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
+                  if ln.startswith("flags")), [])  # fmt: skip
+    return "avx2" in flags and "fma" in flags and "avx512f" not in flags
+
+
 def compile_module(
     source: ExportedModule | str | Path,
     output: str | Path | None = None,
@@ -211,6 +239,7 @@ def compile_module(
     *,
     output_type: OutputType | None = None,
     notes: list[str] | None = None,
+    stats: dict | None = None,
 ) -> bytes:
     """Compile an exported module, or an MLIR file (text or `.mlirbc`), with iree-compile.
 
@@ -221,6 +250,7 @@ def compile_module(
         output_type: the dialect of a file source; detected from its content when None.
         notes: receives a line when the default fast flags were rejected and IREE's defaults
             used instead.
+        stats: receives `gemm_kernels`, the number of GEMMs given to `hrm_mlir.cpu_gemm`.
     Returns:
         The .vmfb bytes.
     Raises:
@@ -236,11 +266,15 @@ def compile_module(
         else:
             dtype, external = module_facts(path)
         flags = options.flags(dtype, external_parameters=external)
+        fast_path, fast_dialect, kernels = path, dialect, 0
+        if options.use_gemm_kernels():
+            fast_path, fast_dialect, kernels = _with_gemm_kernels(path, dialect, Path(tmp))
         try:
-            vmfb = _iree_compile(path, dialect, flags, options.backend)
+            vmfb = _iree_compile(fast_path, fast_dialect, flags, options.backend)
         except iree_tools.CompilerToolError as e:
             plain = options.flags(dtype, external_parameters=external, fast=False)
-            if options.tuned is not None or plain == flags:
+            kernels = 0
+            if options.tuned is not None or (plain == flags and fast_path == path):
                 raise CompileError(_describe_failure(str(e), path, output)) from None
             try:
                 vmfb = _iree_compile(path, dialect, plain, options.backend)
@@ -249,13 +283,52 @@ def compile_module(
             if notes is not None:
                 reason = _first_error(str(e))
                 hint = " (--tuned allows more stack)" if "stack allocation limit" in reason else ""
+                what = "flags and GEMM kernels" if fast_path != path else "flags"
                 notes.append(
-                    f"IREE rejected the fast llvm-cpu flags ({reason[:160]}); "
+                    f"IREE rejected the fast llvm-cpu {what} ({reason[:160]}); "
                     f"compiled with IREE's defaults instead{hint}"
                 )
+    if stats is not None:
+        stats["gemm_kernels"] = kernels
     if output is not None:
         write_atomic(output, vmfb)
     return vmfb
+
+
+def _with_gemm_kernels(path: Path, dialect: OutputType, tmp: Path) -> tuple[Path, OutputType, int]:
+    """`path` with its float32 GEMMs on `hrm_mlir.cpu_gemm`'s kernels: (the new file, its
+    dialect, how many GEMMs), or `path` itself and 0 where there are none.
+
+    The rewrite works on linalg on tensors; torch and StableHLO input is first taken there by
+    IREE's own input conversion (`iree-compile --compile-to=input`).
+    """
+    from iree.compiler import ir
+
+    from hrm_mlir.cpu_gemm import rewrite_gemms
+
+    source = path
+    with ir.Context() as ctx:
+        try:
+            if dialect in (OutputType.TORCH, OutputType.STABLEHLO):
+                source = tmp / "input_conversion.mlirbc"
+                iree_tools.compile_file(
+                    str(path),
+                    input_type=_IREE_INPUT_TYPE[dialect],
+                    output_file=str(source),
+                    extra_args=["--compile-to=input", "--emit-mlir-bytecode"],
+                )
+            data = source.read_bytes()
+            asm = data if data.startswith(BYTECODE_MAGIC) else data.decode()
+            module = ir.Module.parse(asm, ctx)
+        except (iree_tools.CompilerToolError, ir.MLIRError, UnicodeDecodeError):
+            return path, dialect, 0  # iree-compile itself reports what is wrong with it
+        count = rewrite_gemms(module)
+        if not count:
+            return path, dialect, 0
+        out = tmp / "gemm_kernels.mlirbc"
+        with out.open("wb") as f:
+            module.operation.write_bytecode(f)
+    return out, OutputType.LINALG_ON_TENSORS, count
 
 
 def compile_and_load(

@@ -1,0 +1,553 @@
+"""Register-tiled float32 GEMMs as hand-written IREE dispatches (llvm-cpu, AVX2 + FMA).
+
+IREE 3.13 lowers every float32 matmul on AVX2 to an 8x8x1 data-tiled `mmt4d`: per k, one
+8-float load of the packed right-hand side, 8 broadcasts and 8 FMAs into 8 accumulators. That
+is 9 loads per 8 FMAs, more than the two 256-bit loads per cycle of a Zen 3 or Skylake core, and
+8 accumulators only just cover the FMA latency; in the HRM step it reached ~83 GFLOP/s where
+ONNX Runtime's MLAS reached ~129 on the same 2 cores (`benchmarks/README.md`). The kernel here
+is the other classic AVX2 shape: 6 rows x 16 columns, 12 ymm accumulators, and per k two loads
+of the packed right-hand side, six broadcasts and 12 FMAs.
+
+`rewrite_gemms` replaces, in a module of linalg on tensors (what torch-mlir writes, or what
+`iree-compile --compile-to=input` makes of torch and StableHLO input):
+
+- every float32 `linalg.matmul` / `linalg.batch_matmul` that multiplies by a constant weight
+  (torch-mlir's `F.linear`: the weight transposed, and broadcast over the batch), and
+- every other float32 `linalg.batch_matmul` (attention's Q K^T and P V),
+
+when the output starts from zeros and N is a multiple of 8. Each becomes a call of a private
+helper function that packs the right-hand side as [N/16, K, 16] panels (zero-padded to whole
+panels) and dispatches `gemm_executable`: a `stream.executable` written in the `scf`, `vector`
+and `memref` dialects that IREE compiles like any other dispatch (no object file, no C
+compiler). A weight's packing is a function of a constant, so IREE evaluates it once: at
+compile time for inline weights, when the module loads for parameters. Activations are packed
+by an ordinary IREE dispatch, usually fused with the transpose that produced them.
+
+The grid is (panels of 16 columns, blocks of rows, batch): a workgroup multiplies its rows by
+one panel, 6 rows at a time over the whole K, the last 1-5 rows of its block through a tile of
+that height. One panel per workgroup keeps the workgroup count a multiple of the panel count,
+so IREE's task system (which hands a worker 8 workgroups at a time once a dispatch has 8 per
+worker) balances them across workers. While the first row tile of a panel runs, it prefetches
+the next panel, which the same worker usually runs next: the weights come from memory once
+per row block, and this hides that.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+LANES = 8  # floats per ymm register
+PANEL = 2 * LANES  # columns per register tile
+ROWS = 6  # rows per register tile: 12 accumulators + 2 right-hand side vectors + 1 broadcast
+A_BLOCK_BYTES = 512 * 1024  # left-hand rows per workgroup: about one core's L2
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """C[b, m, n] = A[b, m, k] @ R[b, k, n] in float32, R given packed as [b, n/16, k, 16].
+
+    `batch` 0 means no batch dimension (one R for every row: a weight); None means a runtime
+    size, and so does `m` None.
+    """
+
+    batch: int | None
+    m: int | None
+    k: int
+    n: int
+
+    @property
+    def panels(self) -> int:
+        return -(-self.n // PANEL)
+
+    @property
+    def row_block(self) -> int:
+        """Rows per workgroup: a multiple of `ROWS` whose A rows fit `A_BLOCK_BYTES`."""
+        rows = max(ROWS, A_BLOCK_BYTES // (4 * self.k) // ROWS * ROWS)
+        return rows if self.m is None else min(rows, _ceil_to(self.m, ROWS))
+
+    @property
+    def symbol(self) -> str:
+        dims = ["D" if d is None else str(d) for d in (self.batch, self.m, self.k, self.n)]
+        return "hrm_gemm_" + "x".join(dims)
+
+    @property
+    def batched(self) -> bool:
+        return self.batch != 0
+
+    def dims(self, *inner: int | None) -> list[int | None]:
+        """[batch, *inner] when batched, else `inner`."""
+        return [self.batch, *inner] if self.batched else list(inner)
+
+    @classmethod
+    def supported(cls, k: int, n: int) -> bool:
+        return k > 0 and n > 0 and n % LANES == 0
+
+
+def _ceil_to(x: int, multiple: int) -> int:
+    return -(-x // multiple) * multiple
+
+
+def _type(kind: str, dims: list[int | None]) -> str:
+    return f"{kind}<" + "".join(("?" if d is None else str(d)) + "x" for d in dims) + "f32>"
+
+
+def _tensor(dims: list[int | None]) -> str:
+    return _type("tensor", dims)
+
+
+def _memref(dims: list[int | None]) -> str:
+    return _type("memref", dims)
+
+
+class _Lines:
+    """MLIR text with fresh SSA names."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._n = 0
+
+    def fresh(self, stem: str) -> str:
+        self._n += 1
+        return f"%{stem}{self._n}"
+
+    def add(self, indent: int, text: str) -> None:
+        self.lines.append(" " * indent + text)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def gemm_executable(shape: GemmShape) -> str:
+    """The `stream.executable` computing `shape`: one export named `shape.symbol` with bindings
+    (A, packed R, C) and then, as i32 operands, the runtime sizes (batch, then m)."""
+    if not GemmShape.supported(shape.k, shape.n):
+        raise ValueError(f"unsupported GEMM shape {shape}")
+    k, n, np_, mb = shape.k, shape.n, shape.panels, shape.row_block
+    a_t = _memref(shape.dims(shape.m, k))
+    r_t = _memref(shape.dims(np_, k, PANEL))
+    c_t = _memref(shape.dims(shape.m, n))
+    sizes = [(name, v) for name, v in (("B", shape.batch), ("M", shape.m)) if v is None]
+    out = _Lines()
+    out.add(0, f"stream.executable private @{shape.symbol} {{")
+    workload = ", ".join(f"%w{name}: index" for name, _ in sizes)
+    out.add(
+        2,
+        f"stream.executable.export public @{shape.symbol} workgroups({workload}) "
+        "-> (index, index, index) {",
+    )
+    out.add(4, f"%gx = arith.constant {np_} : index")
+    if shape.m is None:
+        out.add(4, f"%gy = affine.apply affine_map<()[s0] -> (s0 ceildiv {mb})>()[%wM]")
+    else:
+        out.add(4, f"%gy = arith.constant {-(-shape.m // mb)} : index")
+    if shape.batch is None:
+        gz = "%wB"
+    else:
+        gz = "%gz"
+        out.add(4, f"%gz = arith.constant {max(shape.batch, 1)} : index")
+    out.add(4, f"stream.return %gx, %gy, {gz} : index, index, index")
+    out.add(2, "}")
+    out.add(2, "builtin.module {")
+    args = ["%ab: !stream.binding", "%rb: !stream.binding", "%cb: !stream.binding"]
+    args += [f"%i{name}: i32" for name, _ in sizes]
+    out.add(4, f"func.func @{shape.symbol}({', '.join(args)}) {{")
+    i = 6
+    constants = [
+        ("c0", 0),
+        ("c1", 1),
+        ("c8", LANES),
+        ("c16", PANEL),
+        ("cK", k),
+        ("cR", ROWS),
+        ("cMB", mb),
+        ("cNP", np_),
+        ("cLast", np_ - 1),
+    ]
+    for name, value in constants:
+        out.add(i, f"%{name} = arith.constant {value} : index")
+    for r in range(ROWS):
+        out.add(i, f"%r{r} = arith.constant {r} : index")
+    out.add(i, f"%zero = arith.constant dense<0.0> : vector<{LANES}xf32>")
+    for name, _ in sizes:
+        out.add(i, f"%{name} = arith.index_castui %i{name} : i32 to index")
+    if shape.m is not None:
+        out.add(i, f"%M = arith.constant {shape.m} : index")
+    dyn = "{" + ", ".join(f"%{name}" for name, _ in sizes) + "}" if sizes else ""
+    batch_dyn = "{%B}" if shape.batch is None else ""
+    out.add(i, f"%A = stream.binding.subspan %ab[%c0] : !stream.binding -> {a_t}{dyn}")
+    out.add(i, f"%R = stream.binding.subspan %rb[%c0] : !stream.binding -> {r_t}{batch_dyn}")
+    out.add(i, f"%C = stream.binding.subspan %cb[%c0] : !stream.binding -> {c_t}{dyn}")
+    # this workgroup: batch %b, panel %p (columns %n0 .. %n0 + 15), rows %m0 .. %m1 - 1
+    out.add(i, "%p = stream.dispatch.workgroup.id[0] : index")
+    out.add(i, "%gy = stream.dispatch.workgroup.id[1] : index")
+    out.add(i, "%b = stream.dispatch.workgroup.id[2] : index")
+    out.add(i, "%n0 = arith.muli %p, %c16 : index")
+    out.add(i, "%n8 = arith.addi %n0, %c8 : index")
+    if n % PANEL:  # the last panel is half padding: it stores its first 8 columns only
+        out.add(i, "%whole = arith.cmpi ult, %p, %cLast : index")
+    out.add(i, "%m0 = arith.muli %gy, %cMB : index")
+    out.add(i, "%m1u = arith.addi %m0, %cMB : index")
+    out.add(i, "%m1 = arith.minui %m1u, %M : index")
+    out.add(i, "%rows = arith.subi %m1, %m0 : index")
+    out.add(i, "%full = arith.divui %rows, %cR : index")
+    out.add(i, "%fullrows = arith.muli %full, %cR : index")
+    out.add(i, "%rem = arith.subi %rows, %fullrows : index")
+    out.add(i, "%tail = arith.addi %m0, %fullrows : index")
+    out.add(i, "%pn1 = arith.addi %p, %c1 : index")
+    out.add(i, "%pn = arith.minui %pn1, %cLast : index")
+    out.add(i, "%hasfull = arith.cmpi ugt, %full, %c0 : index")
+    out.add(i, "%t1 = arith.minui %full, %c1 : index")
+    tile = _TileWriter(out, shape, a_t, r_t, c_t)
+    # The first full tile also prefetches the next panel, one 64-byte line per k.
+    out.add(i, "scf.if %hasfull {")
+    tile.write(i + 2, ROWS, "%m0", prefetch=True)
+    out.add(i, "}")
+    out.add(i, "scf.for %t = %t1 to %full step %c1 {")
+    out.add(i + 2, "%t6 = arith.muli %t, %cR : index")
+    out.add(i + 2, "%row = arith.addi %m0, %t6 : index")
+    tile.write(i + 2, ROWS, "%row")
+    out.add(i, "}")
+    out.add(i, "scf.index_switch %rem")
+    for r in range(1, ROWS):
+        out.add(i, f"case {r} {{")
+        tile.write(i + 2, r, "%tail")
+        out.add(i + 2, "scf.yield")
+        out.add(i, "}")
+    out.add(i, "default {")
+    out.add(i, "}")
+    out.add(i, "return")
+    out.add(4, "}")
+    out.add(2, "}")
+    out.add(0, "}")
+    return out.text()
+
+
+class _TileWriter:
+    """Writes one register tile: `rows` x 16 outputs at rows `row0`.. and columns %n0.., the
+    sum over all k of A[row, k] * R[panel, k, :]."""
+
+    def __init__(self, out: _Lines, shape: GemmShape, a_t: str, r_t: str, c_t: str) -> None:
+        self.out, self.shape, self.a_t, self.r_t, self.c_t = out, shape, a_t, r_t, c_t
+        self.b = "%b, " if shape.batched else ""  # the batch index, where there is one
+
+    def write(self, i: int, rows: int, row0: str, *, prefetch: bool = False) -> None:
+        out, b, vec = self.out, self.b, f"vector<{LANES}xf32>"
+        accs = [f"%acc{r}_{h}" for r in range(rows) for h in range(2)]
+        types = ", ".join([vec] * len(accs))
+        row = [out.fresh("row") for _ in range(rows)]
+        for r in range(rows):
+            out.add(i, f"{row[r]} = arith.addi {row0}, %r{r} : index")
+        res = out.fresh("res")
+        carried = ", ".join(f"{a} = %zero" for a in accs)
+        out.add(
+            i,
+            f"{res}:{len(accs)} = scf.for %k = %c0 to %cK step %c1 "
+            f"iter_args({carried}) -> ({types}) {{",
+        )
+        out.add(i + 2, f"%r0v = vector.load %R[{b}%p, %k, %c0] : {self.r_t}, {vec}")
+        out.add(i + 2, f"%r1v = vector.load %R[{b}%p, %k, %c8] : {self.r_t}, {vec}")
+        if prefetch:
+            out.add(
+                i + 2, f"memref.prefetch %R[{b}%pn, %k, %c0], read, locality<3>, data : {self.r_t}"
+            )
+        new = []
+        for r in range(rows):
+            out.add(i + 2, f"%a{r} = memref.load %A[{b}{row[r]}, %k] : {self.a_t}")
+            out.add(i + 2, f"%v{r} = vector.broadcast %a{r} : f32 to {vec}")
+            for h in range(2):
+                out.add(i + 2, f"%s{r}_{h} = vector.fma %v{r}, %r{h}v, %acc{r}_{h} : {vec}")
+                new.append(f"%s{r}_{h}")
+        out.add(i + 2, f"scf.yield {', '.join(new)} : {types}")
+        out.add(i, "}")
+        for r in range(rows):
+            out.add(i, f"vector.store {res}#{2 * r}, %C[{b}{row[r]}, %n0] : {self.c_t}, {vec}")
+            store = f"vector.store {res}#{2 * r + 1}, %C[{b}{row[r]}, %n8] : {self.c_t}, {vec}"
+            if self.shape.n % PANEL:
+                out.add(i, "scf.if %whole {")
+                out.add(i + 2, store)
+                out.add(i, "}")
+            else:
+                out.add(i, store)
+
+
+# ---------------------------------------------------------------------------------------------
+# The rewrite
+
+
+@dataclass(frozen=True)
+class _Match:
+    """A GEMM to replace: C = A @ R, with R from `rhs` (a value) laid out as `rhs_layout`:
+    "nk" (a weight W [N, K], R = W^T), "kn" (a constant R [K, N]) or "bkn" (R [B, K, N])."""
+
+    op: Any
+    lhs: Any
+    rhs: Any
+    rhs_layout: str
+
+
+_MATMUL_MAPS = (
+    "affine_map<(d0, d1, d2) -> (d0, d2)>",
+    "affine_map<(d0, d1, d2) -> (d2, d1)>",
+    "affine_map<(d0, d1, d2) -> (d0, d1)>",
+)
+_BATCH_MATMUL_MAPS = (
+    "affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>",
+    "affine_map<(d0, d1, d2, d3) -> (d0, d3, d2)>",
+    "affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>",
+)
+_BROADCAST_MAPS = (
+    "affine_map<(d0, d1, d2) -> (d1, d2)>",
+    "affine_map<(d0, d1, d2) -> (d0, d1, d2)>",
+)
+_CONSTANT_OPS = ("arith.constant", "util.global.load")
+
+
+def _producer(value) -> Any:
+    """The operation defining `value`, or None for a block argument."""
+    owner = value.owner
+    return getattr(owner, "operation", None) if hasattr(owner, "operation") else None
+
+
+def _maps(op) -> tuple[str, ...]:
+    if "indexing_maps" not in op.attributes:
+        return ()
+    return tuple(str(m) for m in op.attributes["indexing_maps"])
+
+
+def _zero_filled(value) -> bool:
+    fill = _producer(value)
+    if fill is None or fill.name != "linalg.fill":
+        return False
+    scalar = _producer(fill.operands[0])
+    return (
+        scalar is not None
+        and scalar.name == "arith.constant"
+        and str(scalar.attributes["value"]) == "0.000000e+00 : f32"
+    )
+
+
+def _constant(value) -> bool:
+    op = _producer(value)
+    return op is not None and op.name in _CONSTANT_OPS
+
+
+def _weight(rhs) -> tuple[Any, str] | None:
+    """(W, "nk") for R = transpose(W) of a constant W, (R, "kn") for a constant R."""
+    op = _producer(rhs)
+    if op is not None and op.name == "linalg.transpose":
+        if [int(p) for p in op.attributes["permutation"]] == [1, 0] and _constant(op.operands[0]):
+            return op.operands[0], "nk"
+        return None
+    return (rhs, "kn") if _constant(rhs) else None
+
+
+def _broadcast_source(value) -> Any:
+    """X when `value` is X [K, N] broadcast over a leading batch dimension, else None."""
+    op = _producer(value)
+    if op is None or op.name != "linalg.generic" or _maps(op) != _BROADCAST_MAPS:
+        return None
+    body = op.regions[0].blocks[0]
+    ops = list(body.operations)
+    if len(ops) != 1 or len(ops[0].operands) != 1 or ops[0].operands[0] != body.arguments[0]:
+        return None
+    return op.operands[0]
+
+
+def _match(op) -> _Match | None:
+    name = op.name
+    if name == "linalg.matmul":
+        if _maps(op) != _MATMUL_MAPS:
+            return None
+    elif name == "linalg.batch_matmul":
+        if _maps(op) != _BATCH_MATMUL_MAPS:
+            return None
+    else:
+        return None
+    if len(op.operands) != 3 or len(op.results) != 1 or not _zero_filled(op.operands[2]):
+        return None
+    lhs, rhs = op.operands[0], op.operands[1]
+    if name == "linalg.batch_matmul":
+        source = _broadcast_source(rhs)
+        weight = None if source is None else _weight(source)
+        if weight is None:
+            return _Match(op, lhs, rhs, "bkn")
+    else:
+        weight = _weight(rhs)
+        if weight is None:
+            return None
+    return _Match(op, lhs, weight[0], weight[1])
+
+
+def _dims(value) -> list[int | None]:
+    from iree.compiler import ir
+
+    shaped = ir.ShapedType(value.type)
+    return [
+        None if shaped.is_dynamic_dim(i) else shaped.get_dim_size(i) for i in range(shaped.rank)
+    ]
+
+
+# How R is packed from each layout: the padded shape (N padded to whole panels), the split of N
+# into (panel, column), and the transpose that puts the panel outermost: [(batch,) panel, K, 16].
+_PACKING = {
+    "nk": ("[[0, 1], [2]]", "[0, 2, 1]"),  # W [N, K] -> [NP, 16, K] -> [NP, K, 16]
+    "kn": ("[[0], [1, 2]]", "[1, 0, 2]"),  # R [K, N] -> [K, NP, 16] -> [NP, K, 16]
+    "bkn": ("[[0], [1], [2, 3]]", "[0, 2, 1, 3]"),  # [B, K, N] -> [B, K, NP, 16] -> [B, NP, K, 16]
+}
+
+
+def _helper(name: str, match: _Match) -> tuple[str, GemmShape] | None:
+    """A private function `@name(A, rhs) -> C` that packs R and dispatches the kernel, and the
+    kernel's shape; None when the shapes are not supported."""
+    a_dims, r_dims, c_dims = _dims(match.lhs), _dims(match.rhs), _dims(match.op.results[0])
+    layout = match.rhs_layout
+    if layout == "nk":
+        n, k = r_dims
+    else:
+        k, n = r_dims[-2:]
+    if k is None or n is None or not GemmShape.supported(k, n):
+        return None
+    out = _Lines()
+    a_in, c_out = _tensor(a_dims), _tensor(c_dims)
+    out.add(0, f"func.func private @{name}(%a: {a_in}, %r: {_tensor(r_dims)}) -> {c_out} {{")
+    lead = a_dims[:-1]  # the rows: [M], [B, S] (one weight for all) or [batch, M]
+    if layout == "bkn":
+        shape, a2 = GemmShape(a_dims[0], a_dims[1], k, n), "%a"
+    else:
+        shape = GemmShape(0, None if None in lead else math.prod(lead), k, n)  # type: ignore[arg-type]
+        a2 = "%a"
+        if len(lead) > 1:
+            a2 = "%a2"
+            out.add(2, f"%a2 = tensor.collapse_shape %a [{_group(len(lead))}, [{len(lead)}]] "
+                       f": {a_in} into {_tensor([shape.m, k])}")  # fmt: skip
+    a2_t = _tensor(shape.dims(shape.m, k))
+    c2_t = _tensor(shape.dims(shape.m, n))
+    _pack(out, layout, r_dims, shape)
+    # the runtime sizes (batch, then m) are the workload and i32 operands of the dispatch
+    sizes, operands = [], ""
+    for label, value, axis in (("B", shape.batch, 0), ("M", shape.m, int(shape.batched))):
+        if value is None:
+            out.add(2, f"%ax{label} = arith.constant {axis} : index")
+            out.add(2, f"%s{label} = tensor.dim {a2}, %ax{label} : {a2_t}")
+            out.add(2, f"%i{label} = arith.index_cast %s{label} : index to i32")
+            sizes.append(f"%s{label}")
+            operands += f", %i{label}"
+    workload = f"[{', '.join(sizes)}]" if sizes else ""
+    dyn = f"{{{', '.join(sizes)}}}" if sizes else ""
+    r_dyn = "{%sB}" if shape.batch is None else ""
+    types = ", ".join([f"{a2_t}{dyn}", f"{_packed_type(shape)}{r_dyn}"] + ["i32"] * len(sizes))
+    out.add(2, f"%c = flow.dispatch @{shape.symbol}::@{shape.symbol}{workload}"
+               f"({a2}, %rp{operands}) : ({types}) -> {c2_t}{dyn}")  # fmt: skip
+    result = "%c"
+    if layout != "bkn" and len(lead) > 1:
+        result = "%out"
+        dims = []
+        for j, d in enumerate(lead):
+            if d is None:
+                out.add(2, f"%cl{j} = arith.constant {j} : index")
+                out.add(2, f"%l{j} = tensor.dim %a, %cl{j} : {a_in}")
+            dims.append(f"%l{j}" if d is None else str(d))
+        out.add(2, f"%out = tensor.expand_shape %c [{_group(len(lead))}, [{len(lead)}]] "
+                   f"output_shape [{', '.join(dims)}, {n}] : {c2_t} into {c_out}")  # fmt: skip
+    out.add(2, f"return {result} : {c_out}")
+    out.add(0, "}")
+    return out.text(), shape
+
+
+def _group(count: int) -> str:
+    """The reassociation group of the first `count` dimensions."""
+    return "[" + ", ".join(str(d) for d in range(count)) + "]"
+
+
+def _packed_type(shape: GemmShape) -> str:
+    return _tensor(shape.dims(shape.panels, shape.k, PANEL))
+
+
+def _pack(out: _Lines, layout: str, r_dims: list[int | None], shape: GemmShape) -> None:
+    """%rp = %r packed as [(batch,) panel, K, 16], N zero-padded to whole panels."""
+    split, perm = _PACKING[layout]
+    np_, pad = shape.panels, shape.panels * PANEL - shape.n
+    n_axis = 0 if layout == "nk" else len(r_dims) - 1
+    padded = [np_ * PANEL if j == n_axis else d for j, d in enumerate(r_dims)]
+    source = "%r"
+    if pad:
+        high = ", ".join(str(pad if j == n_axis else 0) for j in range(len(r_dims)))
+        low = ", ".join("0" for _ in r_dims)
+        out.add(2, "%zf = arith.constant 0.0 : f32")
+        out.add(2, f"%rpad = tensor.pad %r low[{low}] high[{high}] {{")
+        out.add(2, "^bb0(" + ", ".join(f"%x{j}: index" for j in range(len(r_dims))) + "):")
+        out.add(4, "tensor.yield %zf : f32")
+        out.add(2, f"}} : {_tensor(r_dims)} to {_tensor(padded)}")
+        source = "%rpad"
+    expanded = [*padded[:n_axis], np_, PANEL, *padded[n_axis + 1 :]]
+    sizes = [str(d) for d in expanded]
+    empty = "()"
+    if layout == "bkn" and shape.batch is None:
+        out.add(2, "%ci0 = arith.constant 0 : index")
+        out.add(2, f"%rb = tensor.dim %r, %ci0 : {_tensor(r_dims)}")
+        sizes[0], empty = "%rb", "(%rb)"
+    out.add(2, f"%re = tensor.expand_shape {source} {split} output_shape [{', '.join(sizes)}] "
+               f": {_tensor(padded)} into {_tensor(expanded)}")  # fmt: skip
+    out.add(2, f"%rpe = tensor.empty{empty} : {_packed_type(shape)}")
+    out.add(2, f"%rp = linalg.transpose ins(%re : {_tensor(expanded)}) "
+               f"outs(%rpe : {_packed_type(shape)}) permutation = {perm}")  # fmt: skip
+
+
+def _walk(op) -> Iterator[Any]:
+    """Every operation nested in `op`, in order."""
+    for region in op.regions:
+        for block in region.blocks:
+            for child in block.operations:
+                yield child.operation
+                yield from _walk(child.operation)
+
+
+def rewrite_gemms(module) -> int:
+    """Replace the GEMMs of `module` (an `iree.compiler.ir.Module` of linalg on tensors) that the
+    kernel serves; returns how many it replaced."""
+    from iree.compiler import ir
+
+    f32 = ir.F32Type.get(module.context)
+    matches = []
+    for op in _walk(module.operation):
+        m = _match(op)
+        if m is not None and all(
+            ir.ShapedType(v.type).element_type == f32 for v in (m.lhs, m.rhs, m.op.results[0])
+        ):
+            matches.append(m)
+    helpers: dict[tuple, tuple[str, str]] = {}  # types -> (helper name, its source)
+    executables: dict[str, str] = {}
+    calls = []
+    for m in matches:
+        key = (str(m.lhs.type), str(m.rhs.type), str(m.op.results[0].type), m.rhs_layout)
+        if key not in helpers:
+            name = f"hrm_gemm_call_{len(helpers)}"
+            made = _helper(name, m)
+            if made is None:
+                continue
+            source, shape = made
+            helpers[key] = (name, source)
+            executables.setdefault(shape.symbol, gemm_executable(shape))
+        calls.append((m, helpers[key][0]))
+    if not calls:
+        return 0
+    text = "\n".join([*executables.values(), *(source for _, source in helpers.values())])
+    extra = ir.Module.parse(text, module.context)
+    anchor = next(iter(module.body.operations)).operation
+    for op in list(extra.body.operations):
+        op.operation.move_before(anchor)
+    for m, name in calls:
+        result = m.op.results[0]
+        with ir.InsertionPoint(m.op), m.op.location:
+            call = ir.Operation.create(
+                "func.call",
+                results=[result.type],
+                operands=[m.lhs, m.rhs],
+                attributes={"callee": ir.FlatSymbolRefAttr.get(name)},
+            )
+        result.replace_all_uses_with(call.result)
+        m.op.erase()
+    return len(calls)

@@ -1,0 +1,168 @@
+"""The project's GEMM kernels (hrm_mlir.cpu_gemm): each kernel shape against float64 numpy, and
+the rewrite of a whole exported step against PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from iree import runtime as rt
+from iree.compiler import tools
+
+import hrm_mlir.cpu_gemm as cpu_gemm
+from hrm_mlir.compile import CompileOptions, Target, compile_module, host_has_avx2
+from hrm_mlir.config import DType, OutputType
+from hrm_mlir.export import ExportOptions, export_step
+from hrm_mlir.runtime import CompiledModule
+from hrm_mlir.verify import STEP_OUTPUTS, compare, random_step_inputs, verify_step
+from tests.conftest import random_model
+
+F32_TOL = 1e-5  # relative to the output's norm, against float64
+
+
+def _run_kernel(shape: cpu_gemm.GemmShape, a: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Dispatch `shape`'s executable on A and R [.., K, N] (packed here, as the helper does)."""
+    k, n, np_ = shape.k, shape.n, shape.panels
+    pad = [(0, 0)] * (r.ndim - 1) + [(0, np_ * cpu_gemm.PANEL - n)]
+    packed = np.pad(r, pad).reshape(*r.shape[:-1], np_, cpu_gemm.PANEL)
+    packed = np.ascontiguousarray(np.moveaxis(packed, -2, -3))  # [.., panels, K, 16]
+    a_t = cpu_gemm._tensor(shape.dims(shape.m, k))
+    r_t = cpu_gemm._tensor(shape.dims(np_, k, cpu_gemm.PANEL))
+    c_t = cpu_gemm._tensor(shape.dims(shape.m, n))
+    sizes = [
+        (i, v) for i, v in ((0, shape.batch), (1 if shape.batched else 0, shape.m)) if v is None
+    ]
+    lines = [f"func.func @main(%a: {a_t}, %r: {r_t}) -> {c_t} {{"]
+    names = []
+    for axis, _ in sizes:
+        lines += [
+            f"  %ax{axis} = arith.constant {axis} : index",
+            f"  %d{axis} = tensor.dim %a, %ax{axis} : {a_t}",
+            f"  %i{axis} = arith.index_cast %d{axis} : index to i32",
+        ]
+        names.append(axis)
+    dims = ", ".join(f"%d{x}" for x in names)
+    workload = f"[{dims}]" if names else ""
+    a_dyn = f"{{{dims}}}" if names else ""
+    r_dyn = "{%d0}" if shape.batch is None else ""
+    extra = "".join(f", %i{x}" for x in names)
+    types = ", ".join([f"{a_t}{a_dyn}", f"{r_t}{r_dyn}"] + ["i32"] * len(names))
+    lines += [
+        f"  %c = flow.dispatch @{shape.symbol}::@{shape.symbol}{workload}(%a, %r{extra}) "
+        f": ({types}) -> {c_t}{a_dyn}",
+        f"  return %c : {c_t}",
+        "}",
+    ]
+    source = cpu_gemm.gemm_executable(shape) + "\n" + "\n".join(lines)
+    vmfb = tools.compile_str(
+        source, target_backends=["llvm-cpu"], extra_args=["--iree-llvmcpu-target-cpu=host"]
+    )
+    config = rt.Config("local-task")
+    ctx = rt.SystemContext(config=config)
+    ctx.add_vm_module(rt.VmModule.copy_buffer(config.vm_instance, vmfb))
+    return np.asarray(ctx.modules.module["main"](a, packed).to_host())
+
+
+def _rel_err(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
+
+
+@pytest.mark.parametrize(
+    ("m", "k", "n", "row_block_bytes"),
+    [
+        (82, 64, 48, None),  # 13 full row tiles and a 4-row one
+        (1, 37, 16, None),  # one row: only the remainder tile; odd K
+        (6, 8, 8, None),  # one full tile; N is half a panel (the padded half is not stored)
+        (41, 19, 40, 4 * 19 * 12),  # row blocks of 12 rows: 4 workgroups down, the last 5 rows
+    ],
+)
+def test_kernel_matches_float64(m, k, n, row_block_bytes, monkeypatch):
+    if row_block_bytes:
+        monkeypatch.setattr(cpu_gemm, "A_BLOCK_BYTES", row_block_bytes)
+    rng = np.random.default_rng(m * 1000 + n)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    r = rng.standard_normal((k, n), dtype=np.float32)
+    shape = cpu_gemm.GemmShape(0, m, k, n)
+    assert row_block_bytes is None or shape.row_block == 12
+    got = _run_kernel(shape, a, r)
+    want = a.astype(np.float64) @ r.astype(np.float64)
+    assert got.shape == (m, n) and _rel_err(got, want) < F32_TOL
+
+
+@pytest.mark.parametrize(
+    ("batch", "m", "dynamic"),
+    [(3, 10, None), (3, 10, "batch"), (0, 23, "m")],
+)
+def test_kernel_runtime_sizes(batch, m, dynamic):
+    """A batch of right-hand sides, and batch or row counts known only when it runs."""
+    k, n = 24, 40
+    rng = np.random.default_rng(batch + m)
+    lead = (batch,) if batch else ()
+    a = rng.standard_normal((*lead, m, k), dtype=np.float32)
+    r = rng.standard_normal((*lead, k, n), dtype=np.float32)
+    shape = cpu_gemm.GemmShape(
+        None if dynamic == "batch" else batch, None if dynamic == "m" else m, k, n
+    )
+    got = _run_kernel(shape, a, r)
+    want = a.astype(np.float64) @ r.astype(np.float64)
+    assert got.shape == want.shape and _rel_err(got, want) < F32_TOL
+
+
+def test_unsupported_shapes_are_refused():
+    assert not cpu_gemm.GemmShape.supported(64, 11)  # N not a multiple of 8 (a vocabulary)
+    with pytest.raises(ValueError, match="unsupported"):
+        cpu_gemm.gemm_executable(cpu_gemm.GemmShape(0, 4, 8, 12))
+
+
+def test_gemm_kernels_default_only_where_they_pay_off():
+    on_this_cpu = host_has_avx2()
+    assert CompileOptions().use_gemm_kernels() == on_this_cpu
+    assert not CompileOptions(tuned=False).use_gemm_kernels()  # IREE's defaults, all of them
+    assert not CompileOptions(cpu="cascadelake").use_gemm_kernels()  # not this CPU: unknown
+    assert not CompileOptions(target=Target.CUDA, gemm_kernels=True).use_gemm_kernels()
+    assert CompileOptions(tuned=False, gemm_kernels=True).use_gemm_kernels()
+    assert not CompileOptions(gemm_kernels=False).use_gemm_kernels()
+
+
+@pytest.mark.parametrize(
+    ("output_type", "batch"),
+    [
+        (OutputType.LINALG_ON_TENSORS, 2),
+        (OutputType.TORCH, None),  # IREE's input conversion first; a symbolic batch
+        (OutputType.STABLEHLO, 3),
+    ],
+)
+def test_step_on_gemm_kernels_matches_pytorch(output_type, batch):
+    model = random_model(seed=3)
+    cfg = model.config
+    exported = export_step(model, ExportOptions(output_type=output_type, batch_size=batch))
+    stats: dict = {}
+    vmfb = compile_module(exported, options=CompileOptions(gemm_kernels=True), stats=stats)
+    # every block: the q/k/v, o, gate/up and down projections and attention's Q K^T and P V;
+    # not the LM head (N = vocab 11) nor the Q head (N = 2)
+    blocks = cfg.H_cycles * (cfg.L_cycles * cfg.L_layers + cfg.H_layers)
+    assert stats["gemm_kernels"] == 6 * blocks
+    compiled = CompiledModule(vmfb)
+    for b in [batch] if batch else [1, 3]:
+        assert verify_step(model, compiled, b, seed=b).passed
+
+
+def test_gemm_kernels_off_and_bfloat16_leave_the_module_to_iree():
+    model = random_model(seed=3)
+    exported = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS))
+    stats: dict = {}
+    off = compile_module(exported, options=CompileOptions(gemm_kernels=False), stats=stats)
+    assert stats["gemm_kernels"] == 0
+    bf16 = export_step(
+        model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, dtype=DType.BFLOAT16)
+    )
+    compile_module(bf16, options=CompileOptions(gemm_kernels=True), stats=stats)
+    assert stats["gemm_kernels"] == 0  # its GEMMs are bf16
+    on = compile_module(exported, options=CompileOptions(gemm_kernels=True), stats=stats)
+    assert stats["gemm_kernels"] > 0
+    args = random_step_inputs(model.config, 1, seed=7)
+    with torch.no_grad():
+        ref = model.inner(*args)
+    for vmfb in (off, on):
+        got = CompiledModule(vmfb).call("step", *args)
+        assert compare(STEP_OUTPUTS, list(got), ref, DType.FLOAT32).passed
