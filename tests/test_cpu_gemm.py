@@ -53,14 +53,18 @@ def _run_kernel(shape: cpu_gemm.GemmShape, a: np.ndarray, r: np.ndarray) -> np.n
         f"  return %c : {c_t}",
         "}",
     ]
-    source = cpu_gemm.gemm_executable(shape) + "\n" + "\n".join(lines)
+    return _call(cpu_gemm.gemm_executable(shape) + "\n" + "\n".join(lines), a, packed)
+
+
+def _call(source: str, *args: np.ndarray) -> np.ndarray:
+    """Compile MLIR `source` for this CPU and call its @main."""
     vmfb = tools.compile_str(
         source, target_backends=["llvm-cpu"], extra_args=["--iree-llvmcpu-target-cpu=host"]
     )
     config = rt.Config("local-task")
     ctx = rt.SystemContext(config=config)
     ctx.add_vm_module(rt.VmModule.copy_buffer(config.vm_instance, vmfb))
-    return np.asarray(ctx.modules.module["main"](a, packed).to_host())
+    return np.asarray(ctx.modules.module["main"](*args).to_host())
 
 
 def _rel_err(got: np.ndarray, want: np.ndarray) -> float:
@@ -108,6 +112,40 @@ def test_kernel_runtime_sizes(batch, m, dynamic):
     assert got.shape == want.shape and _rel_err(got, want) < F32_TOL
 
 
+def test_kernel_with_a_swiglu_epilogue():
+    """C = silu(gate) * up of the two halves of A @ R, with R's panels holding 8 columns of
+    each half (the packing the rewrite gives a fused weight)."""
+    m, k, n = 13, 20, 32
+    silu_times_up = cpu_gemm.Epilogue(
+        (
+            ("%e0", "arith.negf", ("%g",)),
+            ("%e1", "math.exp", ("%e0",)),
+            ("%e2", "arith.addf", ("%e1", "1.0")),
+            ("%e3", "arith.divf", ("%g", "%e2")),
+            ("%e4", "arith.mulf", ("%e3", "%u")),
+        ),
+        output="%e4",
+    )
+    shape = cpu_gemm.GemmShape(0, m, k, n, silu_times_up)
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    r = rng.standard_normal((k, n), dtype=np.float32)
+    # [K, 2, panels, 8] -> [panels, K, 2, 8]: each panel is 8 gate columns, then 8 up columns
+    interleaved = r.reshape(k, 2, n // 16, 8).transpose(2, 0, 1, 3).reshape(n // 16, k, 16)
+    source = cpu_gemm.gemm_executable(shape) + (
+        f"\nfunc.func @main(%a: tensor<{m}x{k}xf32>, %r: tensor<{n // 16}x{k}x16xf32>) "
+        f"-> tensor<{m}x{n // 2}xf32> {{\n"
+        f"  %c = flow.dispatch @{shape.symbol}::@{shape.symbol}(%a, %r) : (tensor<{m}x{k}xf32>, "
+        f"tensor<{n // 16}x{k}x16xf32>) -> tensor<{m}x{n // 2}xf32>\n"
+        f"  return %c : tensor<{m}x{n // 2}xf32>\n}}"
+    )
+    got = _call(source, a, np.ascontiguousarray(interleaved))
+    c = a.astype(np.float64) @ r.astype(np.float64)
+    gate, up = c[:, : n // 2], c[:, n // 2 :]
+    want = gate / (1 + np.exp(-gate)) * up
+    assert got.shape == (m, n // 2) and _rel_err(got, want) < F32_TOL
+
+
 def test_unsupported_shapes_are_refused():
     assert not cpu_gemm.GemmShape.supported(64, 11)  # N not a multiple of 8 (a vocabulary)
     with pytest.raises(ValueError, match="unsupported"):
@@ -142,6 +180,9 @@ def test_step_on_gemm_kernels_matches_pytorch(output_type, batch):
     # not the LM head (N = vocab 11) nor the Q head (N = 2)
     blocks = cfg.H_cycles * (cfg.L_cycles * cfg.L_layers + cfg.H_layers)
     assert stats["gemm_kernels"] == 6 * blocks
+    # SwiGLU's silu(gate) * up computed in gate_up's kernel; not with a symbolic batch, whose
+    # halves are sliced to a runtime size the rewrite cannot prove is the whole batch
+    assert stats["fused_epilogues"] == (blocks if batch else 0)
     compiled = CompiledModule(vmfb)
     for b in [batch] if batch else [1, 3]:
         assert verify_step(model, compiled, b, seed=b).passed

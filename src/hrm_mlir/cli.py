@@ -498,8 +498,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
         args.mlir, args.output, options, output_type=args.output_type, notes=notes, stats=stats
     )
     print_notes(notes)
-    kernels = stats.get("gemm_kernels", 0)
-    on_kernels = f" ({kernels} GEMMs on hrm-mlir's AVX2 kernels)" if kernels else ""
+    kernels, fused = stats.get("gemm_kernels", 0), stats.get("fused_epilogues", 0)
+    on_kernels = ""
+    if kernels:
+        with_code = f", {fused} with the elementwise code after them" if fused else ""
+        on_kernels = f" ({kernels} GEMMs on hrm-mlir's AVX2 kernels{with_code})"
     out.print(
         f"wrote {args.output} ({len(vmfb) / 2**20:.1f} MiB) for {options.target}{on_kernels}, "
         f"in {time.perf_counter() - start:.1f} s"

@@ -18,6 +18,7 @@ from pathlib import Path
 from iree.compiler import tools as iree_tools
 
 from hrm_mlir.config import DType, OutputType, _ChoiceEnum
+from hrm_mlir.cpu_gemm import GemmShape, rewrite_gemms
 from hrm_mlir.errors import CompileError, HrmMlirError, first_line
 from hrm_mlir.export import ExportedModule
 from hrm_mlir.fileio import write_atomic
@@ -250,7 +251,8 @@ def compile_module(
         output_type: the dialect of a file source; detected from its content when None.
         notes: receives a line when the default fast flags were rejected and IREE's defaults
             used instead.
-        stats: receives `gemm_kernels`, the number of GEMMs given to `hrm_mlir.cpu_gemm`.
+        stats: receives `gemm_kernels`, the number of GEMMs given to `hrm_mlir.cpu_gemm`, and
+            `fused_epilogues`, how many of them also compute the elementwise code after them.
     Returns:
         The .vmfb bytes.
     Raises:
@@ -266,14 +268,15 @@ def compile_module(
         else:
             dtype, external = module_facts(path)
         flags = options.flags(dtype, external_parameters=external)
-        fast_path, fast_dialect, kernels = path, dialect, 0
+        fast_path, fast_dialect = path, dialect
+        kernels: list[GemmShape] = []
         if options.use_gemm_kernels():
             fast_path, fast_dialect, kernels = _with_gemm_kernels(path, dialect, Path(tmp))
         try:
             vmfb = _iree_compile(fast_path, fast_dialect, flags, options.backend)
         except iree_tools.CompilerToolError as e:
             plain = options.flags(dtype, external_parameters=external, fast=False)
-            kernels = 0
+            kernels = []
             if options.tuned is not None or (plain == flags and fast_path == path):
                 raise CompileError(_describe_failure(str(e), path, output)) from None
             try:
@@ -289,22 +292,23 @@ def compile_module(
                     f"compiled with IREE's defaults instead{hint}"
                 )
     if stats is not None:
-        stats["gemm_kernels"] = kernels
+        stats["gemm_kernels"] = len(kernels)
+        stats["fused_epilogues"] = sum(k.epilogue is not None for k in kernels)
     if output is not None:
         write_atomic(output, vmfb)
     return vmfb
 
 
-def _with_gemm_kernels(path: Path, dialect: OutputType, tmp: Path) -> tuple[Path, OutputType, int]:
+def _with_gemm_kernels(
+    path: Path, dialect: OutputType, tmp: Path
+) -> tuple[Path, OutputType, list[GemmShape]]:
     """`path` with its float32 GEMMs on `hrm_mlir.cpu_gemm`'s kernels: (the new file, its
-    dialect, how many GEMMs), or `path` itself and 0 where there are none.
+    dialect, the kernels' shapes), or `path` itself and [] where there are none.
 
     The rewrite works on linalg on tensors; torch and StableHLO input is first taken there by
     IREE's own input conversion (`iree-compile --compile-to=input`).
     """
     from iree.compiler import ir
-
-    from hrm_mlir.cpu_gemm import rewrite_gemms
 
     source = path
     with ir.Context() as ctx:
@@ -321,14 +325,14 @@ def _with_gemm_kernels(path: Path, dialect: OutputType, tmp: Path) -> tuple[Path
             asm = data if data.startswith(BYTECODE_MAGIC) else data.decode()
             module = ir.Module.parse(asm, ctx)
         except (iree_tools.CompilerToolError, ir.MLIRError, UnicodeDecodeError):
-            return path, dialect, 0  # iree-compile itself reports what is wrong with it
-        count = rewrite_gemms(module)
-        if not count:
-            return path, dialect, 0
+            return path, dialect, []  # iree-compile itself reports what is wrong with it
+        kernels = rewrite_gemms(module)
+        if not kernels:
+            return path, dialect, []
         out = tmp / "gemm_kernels.mlirbc"
         with out.open("wb") as f:
             module.operation.write_bytecode(f)
-    return out, OutputType.LINALG_ON_TENSORS, count
+    return out, OutputType.LINALG_ON_TENSORS, kernels
 
 
 def compile_and_load(

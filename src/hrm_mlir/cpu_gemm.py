@@ -34,8 +34,9 @@ per row block, and this hides that.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,12 @@ class GemmShape:
     m: int | None
     k: int
     n: int
+    epilogue: Epilogue | None = None  # C [.., n/2] = f(first half, second half) of A @ R
+
+    @property
+    def n_out(self) -> int:
+        """Columns of C: n, or n / 2 with an epilogue."""
+        return self.n // 2 if self.epilogue else self.n
 
     @property
     def panels(self) -> int:
@@ -71,7 +78,8 @@ class GemmShape:
     @property
     def symbol(self) -> str:
         dims = ["D" if d is None else str(d) for d in (self.batch, self.m, self.k, self.n)]
-        return "hrm_gemm_" + "x".join(dims)
+        tail = f"_{self.epilogue.tag}" if self.epilogue else ""
+        return "hrm_gemm_" + "x".join(dims) + tail
 
     @property
     def batched(self) -> bool:
@@ -86,19 +94,52 @@ class GemmShape:
         return k > 0 and n > 0 and n % LANES == 0
 
 
+@dataclass(frozen=True)
+class Epilogue:
+    """Elementwise float32 code applied to a GEMM's output halves before it is stored: a GLU
+    such as SwiGLU's silu(gate) * up. `ops` are (result, op name, operands) in order, the
+    operands being "%g" and "%u" (the halves), earlier results, or float literals; `output` is
+    the result that is stored."""
+
+    ops: tuple[tuple[str, str, tuple[str, ...]], ...]
+    output: str
+
+    @property
+    def tag(self) -> str:
+        return hashlib.sha1(repr((self.ops, self.output)).encode()).hexdigest()[:8]
+
+    def write(self, out: _Lines, i: int, gate: str, up: str, suffix: str) -> str:
+        """The code on vectors `gate` and `up`; returns the output's name."""
+        vec = f"vector<{LANES}xf32>"
+        names = {"%g": gate, "%u": up}
+        for result, name, operands in self.ops:
+            args = []
+            for x in operands:
+                if x in names:
+                    args.append(names[x])
+                else:  # a literal
+                    c = f"%k{len(names)}{suffix}"
+                    out.add(i, f"{c} = arith.constant dense<{x}> : {vec}")
+                    names[c] = c
+                    args.append(c)
+            names[result] = f"{result}{suffix}"
+            out.add(i, f"{names[result]} = {name} {', '.join(args)} : {vec}")
+        return names[self.output]
+
+
 def _ceil_to(x: int, multiple: int) -> int:
     return -(-x // multiple) * multiple
 
 
-def _type(kind: str, dims: list[int | None]) -> str:
+def _type(kind: str, dims: Sequence[int | None]) -> str:
     return f"{kind}<" + "".join(("?" if d is None else str(d)) + "x" for d in dims) + "f32>"
 
 
-def _tensor(dims: list[int | None]) -> str:
+def _tensor(dims: Sequence[int | None]) -> str:
     return _type("tensor", dims)
 
 
-def _memref(dims: list[int | None]) -> str:
+def _memref(dims: Sequence[int | None]) -> str:
     return _type("memref", dims)
 
 
@@ -128,7 +169,7 @@ def gemm_executable(shape: GemmShape) -> str:
     k, n, np_, mb = shape.k, shape.n, shape.panels, shape.row_block
     a_t = _memref(shape.dims(shape.m, k))
     r_t = _memref(shape.dims(np_, k, PANEL))
-    c_t = _memref(shape.dims(shape.m, n))
+    c_t = _memref(shape.dims(shape.m, shape.n_out))
     sizes = [(name, v) for name, v in (("B", shape.batch), ("M", shape.m)) if v is None]
     out = _Lines()
     out.add(0, f"stream.executable private @{shape.symbol} {{")
@@ -186,6 +227,7 @@ def gemm_executable(shape: GemmShape) -> str:
     out.add(i, "%b = stream.dispatch.workgroup.id[2] : index")
     out.add(i, "%n0 = arith.muli %p, %c16 : index")
     out.add(i, "%n8 = arith.addi %n0, %c8 : index")
+    out.add(i, "%h0 = arith.muli %p, %c8 : index")  # with an epilogue: its 8 output columns
     if n % PANEL:  # the last panel is half padding: it stores its first 8 columns only
         out.add(i, "%whole = arith.cmpi ult, %p, %cLast : index")
     out.add(i, "%m0 = arith.muli %gy, %cMB : index")
@@ -262,7 +304,12 @@ class _TileWriter:
                 new.append(f"%s{r}_{h}")
         out.add(i + 2, f"scf.yield {', '.join(new)} : {types}")
         out.add(i, "}")
+        epilogue = self.shape.epilogue
         for r in range(rows):
+            if epilogue is not None:
+                e = epilogue.write(out, i, f"{res}#{2 * r}", f"{res}#{2 * r + 1}", f"_{r}")
+                out.add(i, f"vector.store {e}, %C[{b}{row[r]}, %h0] : {self.c_t}, {vec}")
+                continue
             out.add(i, f"vector.store {res}#{2 * r}, %C[{b}{row[r]}, %n0] : {self.c_t}, {vec}")
             store = f"vector.store {res}#{2 * r + 1}, %C[{b}{row[r]}, %n8] : {self.c_t}, {vec}"
             if self.shape.n % PANEL:
@@ -286,6 +333,13 @@ class _Match:
     lhs: Any
     rhs: Any
     rhs_layout: str
+    epilogue: Epilogue | None = None
+    result: Any = None  # the value the call replaces: op's result, or the epilogue's
+    fused: tuple = ()  # the slices and generics the epilogue replaces
+
+    @property
+    def replaced(self) -> Any:
+        return self.op.results[0] if self.result is None else self.result
 
 
 _MATMUL_MAPS = (
@@ -301,6 +355,10 @@ _BATCH_MATMUL_MAPS = (
 _BROADCAST_MAPS = (
     "affine_map<(d0, d1, d2) -> (d1, d2)>",
     "affine_map<(d0, d1, d2) -> (d0, d1, d2)>",
+)
+_TRANSPOSE_MAPS = (
+    "affine_map<(d0, d1) -> (d1, d0)>",
+    "affine_map<(d0, d1) -> (d0, d1)>",
 )
 _CONSTANT_OPS = ("arith.constant", "util.global.load")
 
@@ -341,13 +399,16 @@ def _weight(rhs) -> tuple[Any, str] | None:
         if [int(p) for p in op.attributes["permutation"]] == [1, 0] and _constant(op.operands[0]):
             return op.operands[0], "nk"
         return None
+    w = _copy_source(rhs, _TRANSPOSE_MAPS)  # the same transpose as a linalg.generic
+    if w is not None:
+        return (w, "nk") if _constant(w) else None
     return (rhs, "kn") if _constant(rhs) else None
 
 
-def _broadcast_source(value) -> Any:
-    """X when `value` is X [K, N] broadcast over a leading batch dimension, else None."""
+def _copy_source(value, maps: tuple[str, ...]) -> Any:
+    """X when `value` is a linalg.generic that copies X with indexing maps `maps`, else None."""
     op = _producer(value)
-    if op is None or op.name != "linalg.generic" or _maps(op) != _BROADCAST_MAPS:
+    if op is None or op.name != "linalg.generic" or _maps(op) != maps:
         return None
     body = op.regions[0].blocks[0]
     ops = list(body.operations)
@@ -370,7 +431,7 @@ def _match(op) -> _Match | None:
         return None
     lhs, rhs = op.operands[0], op.operands[1]
     if name == "linalg.batch_matmul":
-        source = _broadcast_source(rhs)
+        source = _copy_source(rhs, _BROADCAST_MAPS)  # X [K, N] broadcast over the batch
         weight = None if source is None else _weight(source)
         if weight is None:
             return _Match(op, lhs, rhs, "bkn")
@@ -379,6 +440,144 @@ def _match(op) -> _Match | None:
         if weight is None:
             return None
     return _Match(op, lhs, weight[0], weight[1])
+
+
+_ELEMENTWISE_OPS = (
+    "arith.addf",
+    "arith.subf",
+    "arith.mulf",
+    "arith.divf",
+    "arith.negf",
+    "arith.maximumf",
+    "arith.minimumf",
+    "math.exp",
+    "math.tanh",
+)
+
+
+def _uses(value) -> list[Any]:
+    return [u.owner for u in value.uses]
+
+
+def _halves(value) -> tuple[Any, Any] | None:
+    """The two `tensor.extract_slice`s taking the first and the second half of `value`'s last
+    dimension, when they are its only uses."""
+    users = _uses(value)
+    if len(users) != 2 or any(u.name != "tensor.extract_slice" for u in users):
+        return None
+    dims = _dims(value)
+    half = dims[-1] // 2  # type: ignore[operator]
+    found: dict[int, Any] = {}
+    for u in users:
+        offsets = list(u.attributes["static_offsets"])
+        sizes = list(u.attributes["static_sizes"])
+        strides = list(u.attributes["static_strides"])
+        if len(u.operands) != 1 or any(x != 1 for x in strides) or any(offsets[:-1]):
+            return None
+        if sizes != [*dims[:-1], half] or offsets[-1] not in (0, half):
+            return None
+        found[offsets[-1]] = u
+    if set(found) != {0, half}:
+        return None
+    return found[0], found[half]
+
+
+def _elementwise(op, shape: list[int | None]) -> bool:
+    """A linalg.generic with one result of `shape`, all parallel, every map the identity."""
+    if op.name != "linalg.generic" or len(op.results) != 1 or _dims(op.results[0]) != shape:
+        return False
+    dims = ", ".join(f"d{j}" for j in range(len(shape)))
+    identity = f"affine_map<({dims}) -> ({dims})>"
+    parallel = "#linalg.iterator_type<parallel>"
+    return all(str(t) == parallel for t in op.attributes["iterator_types"]) and all(
+        m == identity for m in _maps(op)
+    )
+
+
+def _glu(match: _Match) -> _Match | None:
+    """`match` with the elementwise code that combines the two halves of its result fused into
+    the kernel (SwiGLU: silu(gate) * up), when that code reads nothing else and one of its
+    values leaves it."""
+    halves = _halves(match.op.results[0])
+    if halves is None:
+        return None
+    shape = _dims(halves[0].results[0])
+    # the elementwise generics reachable from the halves through elementwise generics
+    members: list[Any] = []
+    frontier = [u for h in halves for u in _uses(h.results[0])]
+    while frontier:
+        op = frontier.pop()
+        if any(op == m for m in members) or not _elementwise(op, shape):
+            continue
+        members.append(op)
+        frontier += _uses(op.results[0])
+    if any(not any(u == m for m in members) for h in halves for u in _uses(h.results[0])):
+        return None  # a half is also read elsewhere
+    names: list[tuple[Any, str]] = [(halves[0].results[0], "%g"), (halves[1].results[0], "%u")]
+    ops: list[tuple[str, str, tuple[str, ...]]] = []
+    todo = list(members)
+    while todo:  # in dependency order
+        ready = [op for op in todo if all(_name(v, names) for v in list(op.operands)[:-1])]
+        if not ready:
+            return None  # an input from outside
+        for op in ready:
+            result = _translate(op, names, ops)
+            if result is None:
+                return None
+            names.append((op.results[0], result))
+            todo.remove(op)
+    leaving = [
+        m for m in members if any(not any(u == x for x in members) for u in _uses(m.results[0]))
+    ]
+    if len(leaving) != 1:
+        return None
+    epilogue = Epilogue(tuple(ops), _name(leaving[0].results[0], names))  # type: ignore[arg-type]
+    return _Match(
+        match.op, match.lhs, match.rhs, match.rhs_layout, epilogue, leaving[0].results[0],
+        (*members, *halves),
+    )  # fmt: skip
+
+
+def _name(value, names: list[tuple[Any, str]]) -> str | None:
+    return next((n for v, n in names if v == value), None)
+
+
+def _translate(op, names: list[tuple[Any, str]], ops: list) -> str | None:
+    """Append the body of elementwise generic `op` to `ops` as vector code; returns the name of
+    its result, None when the body does more than `_ELEMENTWISE_OPS` on inputs and literals."""
+    from iree.compiler import ir
+
+    n_in = len(op.operands) - 1
+    body = op.regions[0].blocks[0]
+    local: list[tuple[Any, str]] = [
+        (arg, _name(v, names))  # type: ignore[misc]
+        for arg, v in zip(list(body.arguments)[:n_in], list(op.operands)[:n_in], strict=True)
+    ]
+    for inner in body.operations:
+        inner = inner.operation
+        if inner.name == "linalg.yield":
+            return _name(inner.operands[0], local)
+        if inner.name not in _ELEMENTWISE_OPS:
+            return None
+        args = []
+        for v in inner.operands:
+            known = _name(v, local)
+            if known is None:  # a float32 literal from outside, or nothing we can take
+                producer = _producer(v)
+                attr = None if producer is None else producer.attributes["value"]
+                if (
+                    producer is None
+                    or producer.name != "arith.constant"
+                    or not isinstance(attr, ir.FloatAttr)
+                    or not isinstance(attr.type, ir.F32Type)
+                ):
+                    return None
+                known = repr(attr.value)
+            args.append(known)
+        result = f"%e{len(ops)}"
+        ops.append((result, inner.name, tuple(args)))
+        local.append((inner.results[0], result))
+    return None
 
 
 def _dims(value) -> list[int | None]:
@@ -402,13 +601,15 @@ _PACKING = {
 def _helper(name: str, match: _Match) -> tuple[str, GemmShape] | None:
     """A private function `@name(A, rhs) -> C` that packs R and dispatches the kernel, and the
     kernel's shape; None when the shapes are not supported."""
-    a_dims, r_dims, c_dims = _dims(match.lhs), _dims(match.rhs), _dims(match.op.results[0])
+    a_dims, r_dims, c_dims = _dims(match.lhs), _dims(match.rhs), _dims(match.replaced)
     layout = match.rhs_layout
     if layout == "nk":
         n, k = r_dims
     else:
         k, n = r_dims[-2:]
     if k is None or n is None or not GemmShape.supported(k, n):
+        return None
+    if match.epilogue is not None and n % PANEL:
         return None
     out = _Lines()
     a_in, c_out = _tensor(a_dims), _tensor(c_dims)
@@ -417,14 +618,15 @@ def _helper(name: str, match: _Match) -> tuple[str, GemmShape] | None:
     if layout == "bkn":
         shape, a2 = GemmShape(a_dims[0], a_dims[1], k, n), "%a"
     else:
-        shape = GemmShape(0, None if None in lead else math.prod(lead), k, n)  # type: ignore[arg-type]
+        rows = None if None in lead else math.prod(lead)  # type: ignore[arg-type]
+        shape = GemmShape(0, rows, k, n, match.epilogue)
         a2 = "%a"
         if len(lead) > 1:
             a2 = "%a2"
             out.add(2, f"%a2 = tensor.collapse_shape %a [{_group(len(lead))}, [{len(lead)}]] "
                        f": {a_in} into {_tensor([shape.m, k])}")  # fmt: skip
     a2_t = _tensor(shape.dims(shape.m, k))
-    c2_t = _tensor(shape.dims(shape.m, n))
+    c2_t = _tensor(shape.dims(shape.m, shape.n_out))
     _pack(out, layout, r_dims, shape)
     # the runtime sizes (batch, then m) are the workload and i32 operands of the dispatch
     sizes, operands = [], ""
@@ -450,8 +652,9 @@ def _helper(name: str, match: _Match) -> tuple[str, GemmShape] | None:
                 out.add(2, f"%cl{j} = arith.constant {j} : index")
                 out.add(2, f"%l{j} = tensor.dim %a, %cl{j} : {a_in}")
             dims.append(f"%l{j}" if d is None else str(d))
+        sizes_out = ", ".join([*dims, str(shape.n_out)])
         out.add(2, f"%out = tensor.expand_shape %c [{_group(len(lead))}, [{len(lead)}]] "
-                   f"output_shape [{', '.join(dims)}, {n}] : {c2_t} into {c_out}")  # fmt: skip
+                   f"output_shape [{sizes_out}] : {c2_t} into {c_out}")  # fmt: skip
     out.add(2, f"return {result} : {c_out}")
     out.add(0, "}")
     return out.text(), shape
@@ -466,8 +669,34 @@ def _packed_type(shape: GemmShape) -> str:
     return _tensor(shape.dims(shape.panels, shape.k, PANEL))
 
 
+# With an epilogue a panel holds 8 columns of each half: [2, NP, 8] -> [NP, 2, 8] along N.
+_GLU_PACKING = {
+    "nk": ("[[0, 1, 2], [3]]", "[1, 3, 0, 2]"),  # W [N, K] -> [2, NP, 8, K] -> [NP, K, 2, 8]
+    "kn": ("[[0], [1, 2, 3]]", "[2, 0, 1, 3]"),  # R [K, N] -> [K, 2, NP, 8] -> [NP, K, 2, 8]
+}
+
+
 def _pack(out: _Lines, layout: str, r_dims: list[int | None], shape: GemmShape) -> None:
     """%rp = %r packed as [(batch,) panel, K, 16], N zero-padded to whole panels."""
+    if shape.epilogue is not None:
+        split, perm = _GLU_PACKING[layout]
+        np_, k = shape.panels, shape.k
+        halves = [2, np_, LANES, k] if layout == "nk" else [k, 2, np_, LANES]
+        staged = [np_, k, 2, LANES]
+        out.add(
+            2,
+            f"%re = tensor.expand_shape %r {split} output_shape "
+            f"[{', '.join(map(str, halves))}] : {_tensor(r_dims)} into {_tensor(halves)}",
+        )
+        out.add(2, f"%rse = tensor.empty() : {_tensor(staged)}")
+        out.add(
+            2,
+            f"%rs = linalg.transpose ins(%re : {_tensor(halves)}) "
+            f"outs(%rse : {_tensor(staged)}) permutation = {perm}",
+        )
+        out.add(2, f"%rp = tensor.collapse_shape %rs [[0], [1], [2, 3]] : {_tensor(staged)} "
+                   f"into {_packed_type(shape)}")  # fmt: skip
+        return
     split, perm = _PACKING[layout]
     np_, pad = shape.panels, shape.panels * PANEL - shape.n
     n_axis = 0 if layout == "nk" else len(r_dims) - 1
@@ -505,9 +734,9 @@ def _walk(op) -> Iterator[Any]:
                 yield from _walk(child.operation)
 
 
-def rewrite_gemms(module) -> int:
+def rewrite_gemms(module) -> list[GemmShape]:
     """Replace the GEMMs of `module` (an `iree.compiler.ir.Module` of linalg on tensors) that the
-    kernel serves; returns how many it replaced."""
+    kernel serves; returns the kernel shape of each one replaced."""
     from iree.compiler import ir
 
     f32 = ir.F32Type.get(module.context)
@@ -517,37 +746,45 @@ def rewrite_gemms(module) -> int:
         if m is not None and all(
             ir.ShapedType(v.type).element_type == f32 for v in (m.lhs, m.rhs, m.op.results[0])
         ):
-            matches.append(m)
-    helpers: dict[tuple, tuple[str, str]] = {}  # types -> (helper name, its source)
+            matches.append((m.rhs_layout != "bkn" and _glu(m)) or m)
+    helpers: dict[tuple, tuple[str, str, GemmShape]] = {}  # types -> (name, source, shape)
     executables: dict[str, str] = {}
     calls = []
     for m in matches:
-        key = (str(m.lhs.type), str(m.rhs.type), str(m.op.results[0].type), m.rhs_layout)
+        key = (str(m.lhs.type), str(m.rhs.type), str(m.replaced.type), m.rhs_layout, m.epilogue)
         if key not in helpers:
-            name = f"hrm_gemm_call_{len(helpers)}"
-            made = _helper(name, m)
+            made = _helper(f"hrm_gemm_call_{len(helpers)}", m)
             if made is None:
                 continue
             source, shape = made
-            helpers[key] = (name, source)
+            helpers[key] = (f"hrm_gemm_call_{len(helpers)}", source, shape)
             executables.setdefault(shape.symbol, gemm_executable(shape))
         calls.append((m, helpers[key][0]))
     if not calls:
-        return 0
-    text = "\n".join([*executables.values(), *(source for _, source in helpers.values())])
+        return []
+    text = "\n".join([*executables.values(), *(source for _, source, _ in helpers.values())])
     extra = ir.Module.parse(text, module.context)
     anchor = next(iter(module.body.operations)).operation
     for op in list(extra.body.operations):
         op.operation.move_before(anchor)
     for m, name in calls:
-        result = m.op.results[0]
         with ir.InsertionPoint(m.op), m.op.location:
             call = ir.Operation.create(
                 "func.call",
-                results=[result.type],
-                operands=[m.lhs, m.rhs],
+                results=[m.replaced.type],
+                # the GEMM's operand as it is now: an earlier replacement may have changed it
+                operands=[m.op.operands[0], m.rhs],
                 attributes={"callee": ir.FlatSymbolRefAttr.get(name)},
             )
-        result.replace_all_uses_with(call.result)
+        m.replaced.replace_all_uses_with(call.result)
+        # the fused code, users before what they use, then the GEMM
+        dead = list(m.fused)
+        while dead:
+            unused = [op for op in dead if not _uses(op.results[0])]
+            assert unused, "fused code still in use"
+            dead = [op for op in dead if _uses(op.results[0])]
+            for op in unused:
+                op.erase()
         m.op.erase()
-    return len(calls)
+    shapes = {name: shape for name, _, shape in helpers.values()}
+    return [shapes[name] for _, name in calls]
