@@ -598,12 +598,10 @@ _PACKING = {
 }
 
 
-def _helper(name: str, match: _Match) -> tuple[str, GemmShape] | None:
-    """A private function `@name(A, rhs) -> C` that packs R and dispatches the kernel, and the
-    kernel's shape; None when the shapes are not supported."""
-    a_dims, r_dims, c_dims = _dims(match.lhs), _dims(match.rhs), _dims(match.replaced)
-    layout = match.rhs_layout
-    if layout == "nk":
+def _kernel_shape(match: _Match) -> GemmShape | None:
+    """The kernel `match` needs, None when its shapes are not supported."""
+    a_dims, r_dims = _dims(match.lhs), _dims(match.rhs)
+    if match.rhs_layout == "nk":
         n, k = r_dims
     else:
         k, n = r_dims[-2:]
@@ -611,23 +609,34 @@ def _helper(name: str, match: _Match) -> tuple[str, GemmShape] | None:
         return None
     if match.epilogue is not None and n % PANEL:
         return None
+    if match.rhs_layout == "bkn":
+        return GemmShape(a_dims[0], a_dims[1], k, n)
+    lead = a_dims[:-1]  # the rows: [M] or [B, S], one weight for all
+    rows = None if None in lead else math.prod(lead)  # type: ignore[arg-type]
+    return GemmShape(0, rows, k, n, match.epilogue)
+
+
+def _helper(name: str, match: _Match, shape: GemmShape, packed: bool) -> str:
+    """A private function `@name(A, R) -> C` that dispatches the kernel, R packed already
+    (`_packed_weight`) or packed here."""
+    a_dims, c_dims = _dims(match.lhs), _dims(match.replaced)
+    weight = match.rhs_layout != "bkn"
     out = _Lines()
     a_in, c_out = _tensor(a_dims), _tensor(c_dims)
-    out.add(0, f"func.func private @{name}(%a: {a_in}, %r: {_tensor(r_dims)}) -> {c_out} {{")
-    lead = a_dims[:-1]  # the rows: [M], [B, S] (one weight for all) or [batch, M]
-    if layout == "bkn":
-        shape, a2 = GemmShape(a_dims[0], a_dims[1], k, n), "%a"
-    else:
-        rows = None if None in lead else math.prod(lead)  # type: ignore[arg-type]
-        shape = GemmShape(0, rows, k, n, match.epilogue)
-        a2 = "%a"
-        if len(lead) > 1:
-            a2 = "%a2"
-            out.add(2, f"%a2 = tensor.collapse_shape %a [{_group(len(lead))}, [{len(lead)}]] "
-                       f": {a_in} into {_tensor([shape.m, k])}")  # fmt: skip
-    a2_t = _tensor(shape.dims(shape.m, k))
+    r_in = _packed_type(shape) if packed else _tensor(_dims(match.rhs))
+    out.add(0, f"func.func private @{name}(%a: {a_in}, %r: {r_in}) -> {c_out} {{")
+    lead = a_dims[:-1]
+    a2 = "%a"
+    if weight and len(lead) > 1:
+        a2 = "%a2"
+        out.add(2, f"%a2 = tensor.collapse_shape %a [{_group(len(lead))}, [{len(lead)}]] "
+                   f": {a_in} into {_tensor([shape.m, shape.k])}")  # fmt: skip
+    a2_t = _tensor(shape.dims(shape.m, shape.k))
     c2_t = _tensor(shape.dims(shape.m, shape.n_out))
-    _pack(out, layout, r_dims, shape)
+    r = "%r"
+    if not packed:
+        _pack(out, match.rhs_layout, _dims(match.rhs), shape)
+        r = "%rp"
     # the runtime sizes (batch, then m) are the workload and i32 operands of the dispatch
     sizes, operands = [], ""
     for label, value, axis in (("B", shape.batch, 0), ("M", shape.m, int(shape.batched))):
@@ -642,9 +651,9 @@ def _helper(name: str, match: _Match) -> tuple[str, GemmShape] | None:
     r_dyn = "{%sB}" if shape.batch is None else ""
     types = ", ".join([f"{a2_t}{dyn}", f"{_packed_type(shape)}{r_dyn}"] + ["i32"] * len(sizes))
     out.add(2, f"%c = flow.dispatch @{shape.symbol}::@{shape.symbol}{workload}"
-               f"({a2}, %rp{operands}) : ({types}) -> {c2_t}{dyn}")  # fmt: skip
+               f"({a2}, {r}{operands}) : ({types}) -> {c2_t}{dyn}")  # fmt: skip
     result = "%c"
-    if layout != "bkn" and len(lead) > 1:
+    if weight and len(lead) > 1:
         result = "%out"
         dims = []
         for j, d in enumerate(lead):
@@ -657,7 +666,24 @@ def _helper(name: str, match: _Match) -> tuple[str, GemmShape] | None:
                    f"output_shape [{sizes_out}] : {c2_t} into {c_out}")  # fmt: skip
     out.add(2, f"return {result} : {c_out}")
     out.add(0, "}")
-    return out.text(), shape
+    return out.text()
+
+
+def _packed_weight(name: str, match: _Match, shape: GemmShape) -> str:
+    """A global `@name` holding `match`'s weight packed for `shape`, and the initializer that
+    packs it: IREE evaluates it when it compiles (inline weights) or loads (parameters) the
+    module, not per call, even where the GEMM runs inside a loop. The initializer reads a
+    zero placeholder of the weight's type; `rewrite_gemms` puts a copy of the weight there."""
+    w_t, packed_t = _tensor(_dims(match.rhs)), _packed_type(shape)
+    out = _Lines()
+    out.add(0, f"util.global private @{name} : {packed_t}")
+    out.add(0, "util.initializer {")
+    out.add(2, f"%r = arith.constant dense<0.0> : {w_t}")  # the placeholder
+    _pack(out, match.rhs_layout, _dims(match.rhs), shape)
+    out.add(2, f"util.global.store %rp, @{name} : {packed_t}")
+    out.add(2, "util.return")
+    out.add(0, "}")
+    return out.text()
 
 
 def _group(count: int) -> str:
@@ -740,41 +766,73 @@ def rewrite_gemms(module) -> list[GemmShape]:
     from iree.compiler import ir
 
     f32 = ir.F32Type.get(module.context)
-    matches = []
+    calls = []  # (match, its kernel shape)
     for op in _walk(module.operation):
         m = _match(op)
-        if m is not None and all(
-            ir.ShapedType(v.type).element_type == f32 for v in (m.lhs, m.rhs, m.op.results[0])
+        if m is None or any(
+            ir.ShapedType(v.type).element_type != f32 for v in (m.lhs, m.rhs, m.op.results[0])
         ):
-            matches.append((m.rhs_layout != "bkn" and _glu(m)) or m)
-    helpers: dict[tuple, tuple[str, str, GemmShape]] = {}  # types -> (name, source, shape)
-    executables: dict[str, str] = {}
-    calls = []
-    for m in matches:
-        key = (str(m.lhs.type), str(m.rhs.type), str(m.replaced.type), m.rhs_layout, m.epilogue)
-        if key not in helpers:
-            made = _helper(f"hrm_gemm_call_{len(helpers)}", m)
-            if made is None:
-                continue
-            source, shape = made
-            helpers[key] = (f"hrm_gemm_call_{len(helpers)}", source, shape)
-            executables.setdefault(shape.symbol, gemm_executable(shape))
-        calls.append((m, helpers[key][0]))
+            continue
+        m = (m.rhs_layout != "bkn" and _glu(m)) or m
+        shape = _kernel_shape(m)
+        if shape is not None:
+            calls.append((m, shape))
     if not calls:
         return []
-    text = "\n".join([*executables.values(), *(source for _, source, _ in helpers.values())])
-    extra = ir.Module.parse(text, module.context)
-    anchor = next(iter(module.body.operations)).operation
+    sources: list[str] = []
+    helpers: dict[tuple, str] = {}  # (types, layout, epilogue) -> helper name
+    weights: list[tuple[Any, GemmShape, str]] = []  # (weight, kernel, global of it packed)
+    executables: set[str] = set()
+    plan = []  # (match, kernel, helper, packed weight global or None)
+    for m, shape in calls:
+        if shape.symbol not in executables:
+            executables.add(shape.symbol)
+            sources.append(gemm_executable(shape))
+        # A constant weight is packed once, by an initializer. A parameter is packed where it
+        # is used: IREE 3.13 cannot compile a global initialized from a parameter global
+        # ("failed to legalize unresolved target materialization ... !stream.resource<*>").
+        pre = m.rhs_layout != "bkn" and _producer(m.rhs).name == "arith.constant"
+        key = (
+            str(m.lhs.type),
+            str(m.rhs.type),
+            str(m.replaced.type),
+            m.rhs_layout,
+            m.epilogue,
+            pre,
+        )
+        if key not in helpers:
+            helpers[key] = f"hrm_gemm_call_{len(helpers)}"
+            sources.append(_helper(helpers[key], m, shape, pre))
+        packed = None
+        if pre:
+            packed = next((g for w, s, g in weights if w == m.rhs and s == shape), None)
+            if packed is None:
+                packed = f"hrm_packed_weight_{len(weights)}"
+                weights.append((m.rhs, shape, packed))
+                sources.append(_packed_weight(packed, m, shape))
+        plan.append((m, shape, helpers[key], packed))
+    extra = ir.Module.parse("\n".join(sources), module.context)
+    # at the end: an initializer may only read globals defined before it (parameters)
+    anchor = list(module.body.operations)[-1].operation
     for op in list(extra.body.operations):
-        op.operation.move_before(anchor)
-    for m, name in calls:
+        op.operation.move_after(anchor)
+        anchor = op.operation
+    _fill_placeholders(module, {g: w for w, _, g in weights})
+    for m, shape, helper, packed in plan:
         with ir.InsertionPoint(m.op), m.op.location:
+            rhs = m.rhs
+            if packed is not None:
+                rhs = ir.Operation.create(
+                    "util.global.load",
+                    results=[ir.Type.parse(_packed_type(shape))],
+                    attributes={"global": ir.FlatSymbolRefAttr.get(packed)},
+                ).result
             call = ir.Operation.create(
                 "func.call",
                 results=[m.replaced.type],
                 # the GEMM's operand as it is now: an earlier replacement may have changed it
-                operands=[m.op.operands[0], m.rhs],
-                attributes={"callee": ir.FlatSymbolRefAttr.get(name)},
+                operands=[m.op.operands[0], rhs],
+                attributes={"callee": ir.FlatSymbolRefAttr.get(helper)},
             )
         m.replaced.replace_all_uses_with(call.result)
         # the fused code, users before what they use, then the GEMM
@@ -786,5 +844,26 @@ def rewrite_gemms(module) -> list[GemmShape]:
             for op in unused:
                 op.erase()
         m.op.erase()
-    shapes = {name: shape for name, _, shape in helpers.values()}
-    return [shapes[name] for _, name in calls]
+    return [shape for _, shape in calls]
+
+
+def _fill_placeholders(module, weights: dict[str, Any]) -> None:
+    """In each packing initializer, replace the zero placeholder by a copy of its weight (the
+    constant, or the load of its parameter)."""
+    from iree.compiler import ir
+
+    for op in module.body.operations:
+        op = op.operation
+        if op.name != "util.initializer":
+            continue
+        body = list(op.regions[0].blocks[0].operations)
+        store = next((o.operation for o in body if o.operation.name == "util.global.store"), None)
+        if store is None:
+            continue
+        name = ir.FlatSymbolRefAttr(store.attributes["global"]).value
+        if name not in weights:
+            continue
+        placeholder = body[0].operation
+        copy = _producer(weights[name]).clone(ir.InsertionPoint(placeholder))
+        placeholder.results[0].replace_all_uses_with(copy.results[0])
+        placeholder.erase()
