@@ -511,9 +511,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from hrm_mlir.abi import parse_step_signature
     from hrm_mlir.checkpoint import load_checkpoint
     from hrm_mlir.compile import compile_and_load, compile_module, read_functions
-    from hrm_mlir.export import ExportOptions, export_step, parse_step_signature
+    from hrm_mlir.export import ExportOptions, export_step
     from hrm_mlir.params import check_archive, required_parameters
     from hrm_mlir.runtime import CompiledModule
     from hrm_mlir.verify import verify_step

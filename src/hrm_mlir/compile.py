@@ -14,15 +14,18 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iree.compiler import tools as iree_tools
 
 from hrm_mlir.config import DType, OutputType, _ChoiceEnum
 from hrm_mlir.cpu_gemm import GemmShape, rewrite_gemms
 from hrm_mlir.errors import CompileError, HrmMlirError, first_line
-from hrm_mlir.export import ExportedModule
 from hrm_mlir.fileio import write_atomic
-from hrm_mlir.runtime import CompiledModule
+
+if TYPE_CHECKING:  # both import torch, which compiling a file does not need
+    from hrm_mlir.export import ExportedModule
+    from hrm_mlir.runtime import CompiledModule
 
 TOSA_TO_LINALG = (
     "builtin.module(func.func(tosa-to-linalg-named, tosa-to-linalg, tosa-to-arith, "
@@ -183,15 +186,8 @@ def inspect_mlir(path: str | Path) -> MlirInfo:
         raise CompileError(f"{path}: no such MLIR file")
     data = path.read_bytes()
     asm = data if data.startswith(BYTECODE_MAGIC) else data.decode()
-    from iree.compiler import ir as iree_ir
-    from torch_mlir import ir as tm_ir
-    from torch_mlir.dialects import torch as torch_d
-
     # IREE parses torch, linalg and StableHLO; only torch-mlir's own MLIR parses its TOSA.
-    for ir in (iree_ir, tm_ir):
-        ctx = ir.Context()
-        if ir is tm_ir:
-            torch_d.register_dialect(ctx)
+    for ir, ctx in _parsing_contexts():
         with ctx:
             try:
                 module = ir.Module.parse(asm)
@@ -212,6 +208,19 @@ def inspect_mlir(path: str | Path) -> MlirInfo:
             external = any(op.operation.name == "util.global" for op in module.body.operations)
             return MlirInfo(dialect, public, external)
     raise CompileError(f"{path}: not parseable MLIR: {error}")
+
+
+def _parsing_contexts():
+    """(ir module, context) of IREE, then of torch-mlir (imported only when it is needed)."""
+    from iree.compiler import ir as iree_ir
+
+    yield iree_ir, iree_ir.Context()
+    from torch_mlir import ir as tm_ir
+    from torch_mlir.dialects import torch as torch_d
+
+    ctx = tm_ir.Context()
+    torch_d.register_dialect(ctx)
+    yield tm_ir, ctx
 
 
 def read_functions(path: str | Path) -> dict[str, str]:
@@ -263,7 +272,7 @@ def compile_module(
     with tempfile.TemporaryDirectory(prefix="hrm-mlir-") as tmp:
         path, dialect = _materialize(source, output_type, Path(tmp))
         dtype: DType | None
-        if isinstance(source, ExportedModule):
+        if not isinstance(source, str | Path):  # an ExportedModule
             dtype, external = source.config.forward_dtype, bool(source.parameters)
         else:
             dtype, external = module_facts(path)
@@ -344,6 +353,8 @@ def compile_and_load(
 ) -> CompiledModule:
     """Compile an exported module and load it, with its external parameters if it has any."""
     vmfb = compile_module(exported, options=options, notes=notes)
+    from hrm_mlir.runtime import CompiledModule
+
     return CompiledModule(vmfb, driver=driver, parameters=exported.parameters or None)
 
 
@@ -351,7 +362,7 @@ def _materialize(
     source: ExportedModule | str | Path, output_type: OutputType | None, tmp: Path
 ) -> tuple[Path, OutputType]:
     """A file iree-compile can read (TOSA lowered to linalg first) and its dialect."""
-    if isinstance(source, ExportedModule):
+    if not isinstance(source, str | Path):  # an ExportedModule
         dialect = source.options.output_type
         if dialect == OutputType.TOSA:
             return _tosa_to_linalg(source.text(), tmp), dialect
@@ -389,7 +400,7 @@ def _tosa_to_linalg(asm: str | bytes, tmp: Path) -> Path:
 def module_facts(path: str | Path) -> tuple[DType | None, bool]:
     """The forward dtype of an exported module (the carry type of its `@step`, None if it has
     none) and whether it declares external parameters (`util.global`s)."""
-    from hrm_mlir.export import parse_step_signature
+    from hrm_mlir.abi import parse_step_signature
 
     try:
         info = inspect_mlir(path)

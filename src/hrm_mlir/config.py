@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -37,6 +39,8 @@ class DType(_ChoiceEnum):
 
     @property
     def torch(self) -> torch.dtype:
+        import torch  # here: `hrm-mlir compile` and `run model.vmfb` need no torch at start-up
+
         return {DType.FLOAT32: torch.float32, DType.BFLOAT16: torch.bfloat16}[self]
 
     @property

@@ -12,7 +12,6 @@ where S = seq_len + puzzle_emb_len and dt is the forward dtype.
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch._subclasses.fake_tensor import FakeTensor
 from torch_mlir import fx, ir
 from torch_mlir.extras.fx_importer import FxImporterHooks
 
+from hrm_mlir.abi import parse_step_signature  # noqa: F401 (it was defined here)
 from hrm_mlir.checkpoint import Checkpoint, build_model
 from hrm_mlir.config import DType, Entry, HRMConfig, OutputType
 from hrm_mlir.errors import ExportError, first_line
@@ -191,18 +191,6 @@ def weight_bytes(model: HRM) -> int:
     """Bytes of weight data an inlined export would carry (state dict + RoPE tables)."""
     tensors = [*model.state_dict().values(), *(model.inner._rope or ())]
     return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def parse_step_signature(function_type: str) -> tuple[int | None, DType]:
-    """(batch size or None if symbolic, forward dtype) from the MLIR type of `@step`."""
-    m = re.match(r"\(!torch\.vtensor<\[(-?\d+|\?),\d+,\d+\],(\w+)>", function_type) or re.match(
-        r"\(tensor<(\d+|\?)x\d+x\d+x(\w+)>", function_type
-    )
-    dtypes = {d.mlir: d for d in DType}
-    if m is None or m.group(2) not in dtypes:
-        raise ExportError(f"@step does not have the documented ABI: {function_type[:200]}")
-    batch = m.group(1)
-    return (int(batch) if batch.isdigit() else None), dtypes[m.group(2)]
 
 
 def trace_batch(batch_size: int | None) -> int:
