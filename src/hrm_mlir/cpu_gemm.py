@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import textwrap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -157,6 +158,11 @@ class _Lines:
     def add(self, indent: int, text: str) -> None:
         self.lines.append(" " * indent + text)
 
+    def block(self, indent: int, text: str) -> None:
+        """Several lines at once (`text` is dedented)."""
+        for line in textwrap.dedent(text).strip().splitlines():
+            self.add(indent, line)
+
     def text(self) -> str:
         return "\n".join(self.lines)
 
@@ -166,7 +172,7 @@ def gemm_executable(shape: GemmShape) -> str:
     (A, packed R, C) and then, as i32 operands, the runtime sizes (batch, then m)."""
     if not GemmShape.supported(shape.k, shape.n):
         raise ValueError(f"unsupported GEMM shape {shape}")
-    k, n, np_, mb = shape.k, shape.n, shape.panels, shape.row_block
+    k, np_, mb = shape.k, shape.panels, shape.row_block
     a_t = _memref(shape.dims(shape.m, k))
     r_t = _memref(shape.dims(np_, k, PANEL))
     c_t = _memref(shape.dims(shape.m, shape.n_out))
@@ -222,26 +228,33 @@ def gemm_executable(shape: GemmShape) -> str:
     out.add(i, f"%R = stream.binding.subspan %rb[%c0] : !stream.binding -> {r_t}{batch_dyn}")
     out.add(i, f"%C = stream.binding.subspan %cb[%c0] : !stream.binding -> {c_t}{dyn}")
     # this workgroup: batch %b, panel %p (columns %n0 .. %n0 + 15), rows %m0 .. %m1 - 1
-    out.add(i, "%p = stream.dispatch.workgroup.id[0] : index")
-    out.add(i, "%gy = stream.dispatch.workgroup.id[1] : index")
-    out.add(i, "%b = stream.dispatch.workgroup.id[2] : index")
-    out.add(i, "%n0 = arith.muli %p, %c16 : index")
-    out.add(i, "%n8 = arith.addi %n0, %c8 : index")
-    out.add(i, "%h0 = arith.muli %p, %c8 : index")  # with an epilogue: its 8 output columns
-    if n % PANEL:  # the last panel is half padding: it stores its first 8 columns only
-        out.add(i, "%whole = arith.cmpi ult, %p, %cLast : index")
-    out.add(i, "%m0 = arith.muli %gy, %cMB : index")
-    out.add(i, "%m1u = arith.addi %m0, %cMB : index")
-    out.add(i, "%m1 = arith.minui %m1u, %M : index")
-    out.add(i, "%rows = arith.subi %m1, %m0 : index")
-    out.add(i, "%full = arith.divui %rows, %cR : index")
-    out.add(i, "%fullrows = arith.muli %full, %cR : index")
-    out.add(i, "%rem = arith.subi %rows, %fullrows : index")
-    out.add(i, "%tail = arith.addi %m0, %fullrows : index")
-    out.add(i, "%pn1 = arith.addi %p, %c1 : index")
-    out.add(i, "%pn = arith.minui %pn1, %cLast : index")
-    out.add(i, "%hasfull = arith.cmpi ugt, %full, %c0 : index")
-    out.add(i, "%t1 = arith.minui %full, %c1 : index")
+    # This workgroup: batch %b, panel %p (columns %n0 .. %n0 + 15; with an epilogue its 8
+    # output columns from %h0), rows %m0 .. %m1 - 1: %full tiles of 6 rows, then %rem rows
+    # from %tail. %pn is the next panel.
+    out.block(
+        i,
+        """
+        %p = stream.dispatch.workgroup.id[0] : index
+        %gy = stream.dispatch.workgroup.id[1] : index
+        %b = stream.dispatch.workgroup.id[2] : index
+        %n0 = arith.muli %p, %c16 : index
+        %n8 = arith.addi %n0, %c8 : index
+        %h0 = arith.muli %p, %c8 : index
+        %whole = arith.cmpi ult, %p, %cLast : index
+        %m0 = arith.muli %gy, %cMB : index
+        %m1u = arith.addi %m0, %cMB : index
+        %m1 = arith.minui %m1u, %M : index
+        %rows = arith.subi %m1, %m0 : index
+        %full = arith.divui %rows, %cR : index
+        %fullrows = arith.muli %full, %cR : index
+        %rem = arith.subi %rows, %fullrows : index
+        %tail = arith.addi %m0, %fullrows : index
+        %pn1 = arith.addi %p, %c1 : index
+        %pn = arith.minui %pn1, %cLast : index
+        %hasfull = arith.cmpi ugt, %full, %c0 : index
+        %t1 = arith.minui %full, %c1 : index
+        """,
+    )
     tile = _TileWriter(out, shape, a_t, r_t, c_t)
     # The first full tile also prefetches the next panel, one 64-byte line per k.
     out.add(i, "scf.if %hasfull {")
@@ -312,7 +325,7 @@ class _TileWriter:
                 continue
             out.add(i, f"vector.store {res}#{2 * r}, %C[{b}{row[r]}, %n0] : {self.c_t}, {vec}")
             store = f"vector.store {res}#{2 * r + 1}, %C[{b}{row[r]}, %n8] : {self.c_t}, {vec}"
-            if self.shape.n % PANEL:
+            if self.shape.n % PANEL:  # the last panel is half padding: 8 columns are stored
                 out.add(i, "scf.if %whole {")
                 out.add(i + 2, store)
                 out.add(i, "}")
