@@ -16,12 +16,14 @@ of the packed right-hand side, six broadcasts and 12 FMAs.
 - every other float32 `linalg.batch_matmul` (attention's Q K^T and P V),
 
 when the output starts from zeros and N is a multiple of 8. Each becomes a call of a private
-helper function that packs the right-hand side as [N/16, K, 16] panels (zero-padded to whole
-panels) and dispatches `gemm_executable`: a `stream.executable` written in the `scf`, `vector`
-and `memref` dialects that IREE compiles like any other dispatch (no object file, no C
-compiler). A weight's packing is a function of a constant, so IREE evaluates it once: at
-compile time for inline weights, when the module loads for parameters. Activations are packed
-by an ordinary IREE dispatch, usually fused with the transpose that produced them.
+helper function that dispatches `gemm_executable` on the right-hand side packed as
+[N/16, K, 16] panels (zero-padded to whole panels): a `stream.executable` written in the `scf`,
+`vector` and `memref` dialects that IREE compiles like any other dispatch (no object file, no C
+compiler). A constant weight is packed once, by an initializer of its own global that IREE
+evaluates at compile time; a parameter is packed where it is used (IREE 3.13 cannot compile a
+global initialized from a parameter global), and so are activations, by an ordinary IREE
+dispatch. Elementwise code that combines the two halves of a weight GEMM's output and reads
+nothing else (SwiGLU's silu(gate) * up) runs in the kernel's epilogue (`Epilogue`).
 
 The grid is (panels of 16 columns, blocks of rows, batch): a workgroup multiplies its rows by
 one panel, 6 rows at a time over the whole K, the last 1-5 rows of its block through a tile of
