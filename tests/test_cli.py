@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from hrm_mlir.abi import parse_step_signature
 from hrm_mlir.cli import main
 from hrm_mlir.compile import read_functions
-from hrm_mlir.export import parse_step_signature
 from tests.conftest import write_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

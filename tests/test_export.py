@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import hrm_mlir.compile as compile_mod
+from hrm_mlir.abi import parse_step_signature
 from hrm_mlir.compile import (
     FAST_CPU_FLAGS,
     SAFE_STACK_BYTES,
@@ -24,7 +25,7 @@ from hrm_mlir.compile import (
 )
 from hrm_mlir.config import DType, OutputType
 from hrm_mlir.errors import CompileError
-from hrm_mlir.export import ExportOptions, export_step, parse_step_signature, prepare_model
+from hrm_mlir.export import ExportOptions, export_step, prepare_model
 from hrm_mlir.fileio import write_atomic
 from hrm_mlir.model import export_attention
 from hrm_mlir.params import Params

@@ -257,6 +257,7 @@ def bench(
     # sees the same machine state as the runtimes).
     peak = measure_peak_gflops(threads)
     probe = PeakProbe()
+    variants = {**iree_variants(compile_options), "iree-dynamic": compile_options}
     report = BenchReport(
         machine={
             "platform": platform.platform(),
@@ -267,14 +268,8 @@ def bench(
         dtype="float32",
         peak_gflops=0.0,  # set at the end
         config=model.config.model_dump(mode="json"),
-        flags={
-            **{name: o.flags() for name, o in iree_variants(compile_options).items()},
-            "iree-dynamic": compile_options.flags(),
-        },
-        gemm_kernels={
-            **{name: o.use_gemm_kernels() for name, o in iree_variants(compile_options).items()},
-            "iree-dynamic": compile_options.use_gemm_kernels(),
-        },
+        flags={name: o.flags() for name, o in variants.items()},
+        gemm_kernels={name: o.use_gemm_kernels() for name, o in variants.items()},
     )
     dynamic = (
         _dynamic_module(model, compile_options, params, report.notes)

@@ -40,7 +40,7 @@ import hashlib
 import math
 import textwrap
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 LANES = 8  # floats per ymm register
@@ -547,10 +547,9 @@ def _glu(match: _Match) -> _Match | None:
     if len(leaving) != 1:
         return None
     epilogue = Epilogue(tuple(ops), _name(leaving[0].results[0], names))  # type: ignore[arg-type]
-    return _Match(
-        match.op, match.lhs, match.rhs, match.rhs_layout, epilogue, leaving[0].results[0],
-        (*members, *halves),
-    )  # fmt: skip
+    return replace(
+        match, epilogue=epilogue, result=leaving[0].results[0], fused=(*members, *halves)
+    )
 
 
 def _name(value, names: list[tuple[Any, str]]) -> str | None:

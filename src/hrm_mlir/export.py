@@ -22,7 +22,6 @@ from torch._subclasses.fake_tensor import FakeTensor
 from torch_mlir import fx, ir
 from torch_mlir.extras.fx_importer import FxImporterHooks
 
-from hrm_mlir.abi import parse_step_signature  # noqa: F401 (it was defined here)
 from hrm_mlir.checkpoint import Checkpoint, build_model
 from hrm_mlir.config import DType, Entry, HRMConfig, OutputType
 from hrm_mlir.errors import ExportError, first_line
