@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from hrm_mlir.compile import (
 )
 from hrm_mlir.config import DType, OutputType
 from hrm_mlir.errors import CompileError
-from hrm_mlir.export import ExportOptions, export_step, prepare_model
+from hrm_mlir.export import ExportOptions, ZeroCopyLiterals, export_step, prepare_model
 from hrm_mlir.fileio import write_atomic
 from hrm_mlir.model import export_attention
 from hrm_mlir.params import Params
@@ -149,23 +150,38 @@ def test_gpu_artifacts_build_on_a_cpu_only_machine(model, target, format_name):
     assert format_name in vmfb  # the module carries a GPU executable of that format
 
 
-def test_zero_copy_literals_match_torch_mlirs_own_import(model, tmp_path: Path):
-    """The faster literal import must give the same module as torch-mlir's default path."""
+def _whole_step_trace(model, output_type: str, **kwargs):
+    """torch-mlir's own export of the whole step (one trace, every loop unrolled)."""
     from torch_mlir import fx
 
-    from hrm_mlir.export import NO_DECOMPOSITIONS, example_step_args
+    from hrm_mlir.export import example_step_args
 
     args = example_step_args(model.config, 1)
     with torch.no_grad(), export_attention(model, 8):
-        default = fx.export_and_import(
-            model.inner,
-            *args,
-            output_type="torch",
-            func_name="step",
-            decomposition_table=NO_DECOMPOSITIONS,
+        return fx.export_and_import(
+            model.inner, *args, output_type=output_type, func_name="step", **kwargs
         )
-    ours = export_step(model, ExportOptions(output_type=OutputType.TORCH))
-    assert ours.text() == str(default)
+
+
+def test_zero_copy_literals_match_torch_mlirs_own_import(model):
+    """The faster literal import must give the same module as torch-mlir's default path."""
+    default = _whole_step_trace(model, "torch", decomposition_table={})
+    ours = _whole_step_trace(model, "torch", decomposition_table={}, hooks=ZeroCopyLiterals())
+    assert str(ours) == str(default)
+
+
+def test_composed_step_has_the_ops_of_a_whole_step_trace(model):
+    """@step built from once-traced parts lowers to the very ops of one trace of the step."""
+
+    def op_counts(text: str) -> Counter:
+        return Counter(re.findall(r"= ([a-z_]+\.[\w.]+)", text))
+
+    whole = op_counts(str(_whole_step_trace(model, "linalg-on-tensors", decomposition_table={})))
+    exported = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS))
+    composed = op_counts(exported.text())
+    assert composed == whole and composed["linalg.batch_matmul"] > 0
+    assert "func.call" not in exported.text()
+    assert [op.name.value for op in exported.module.body.operations] == ["step"]
 
 
 def test_attention_is_padded_to_a_multiple_of_8_in_the_export(model):

@@ -19,21 +19,16 @@ because iree-compile 3.13 fails on the dynamically shaped call (see `export_act`
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 from torch_mlir import ir
-from torch_mlir.compiler_utils import OutputType as TMOutputType
-from torch_mlir.compiler_utils import lower_mlir_module, run_pipeline_with_repro_report
-from torch_mlir.dialects import torch as torch_d
 from torch_mlir.extras.fx_decomp_util import get_decomposition_table
-from torch_mlir.extras.fx_importer import FxImporter
 from torch_mlir.passmanager import PassManager
 
 from hrm_mlir.checkpoint import Checkpoint
+from hrm_mlir.compose import function_types, import_step, inline_parts
 from hrm_mlir.config import Entry, OutputType
-from hrm_mlir.errors import ExportError, first_line
+from hrm_mlir.errors import ExportError
 from hrm_mlir.export import (
     INDEX_DTYPE,
     ExportedModule,
@@ -41,8 +36,12 @@ from hrm_mlir.export import (
     ZeroCopyLiterals,
     batch_dims,
     example_step_args,
+    export_errors,
     externalize_if,
+    lower,
+    new_importer,
     prepare_model,
+    quiet_export,
     resolve_options,
     trace_batch,
 )
@@ -130,50 +129,34 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
     n, q_halt = torch.ones((), dtype=torch.int32), torch.zeros((), dtype=torch.int32)
     update_args = (*state[2:7], *new[2:], n, q_halt)
 
-    ctx = ir.Context()
-    torch_d.register_dialect(ctx)
     hooks = ZeroCopyLiterals(external=options.params == Params.EXTERNAL)
-    importer = FxImporter(context=ctx, hooks=hooks)
+    importer = new_importer(hooks)
     programs = [
-        ("step", inner, step_args),
         ("initial_carry", InitialCarry(inner), (ids,)),
         ("act_init", ACTInit(inner), (inputs,)),
         ("act_update", ACTUpdate(), update_args),
     ]
-    try:
-        with (
-            torch.no_grad(),
-            warnings.catch_warnings(),
-            export_attention(model, options.attention_pad),
-        ):
-            warnings.simplefilter("ignore", FutureWarning)
+    with export_errors("export of @act"):
+        with torch.no_grad(), quiet_export(), export_attention(model, options.attention_pad):
+            import_step(importer, hooks, inner, b, "step")
             for name, module, args in programs:
                 dynamic = batch_dims(args) if b is None else None
                 prog = torch.export.export(module, args, dynamic_shapes=dynamic, strict=False)
-                if name != "step":  # the small loop helpers use ops (i1 `&`) only the
-                    # decompositions lower; the step does not need them (see NO_DECOMPOSITIONS)
-                    prog = prog.run_decompositions(get_decomposition_table())
+                # the small loop helpers use ops (i1 `&`) only the decompositions lower; the
+                # step does not need them
+                prog = prog.run_decompositions(get_decomposition_table())
                 importer.import_frozen_program(prog, func_name=name)
-        module = importer.module
-        run_pipeline_with_repro_report(
-            module,
-            "builtin.module(func.func(torch-match-quantized-custom-ops), "
-            "torchdynamo-export-to-torch-backend-pipeline{ extra-library=})",
-            "Lowering TorchFX IR -> Torch Backend IR",
-        )
-        module = lower_mlir_module(False, TMOutputType.LINALG_ON_TENSORS, module)
-    except Exception as e:  # torch.export and torch-mlir raise many exception types
-        first = first_line(e)
-        raise ExportError(f"export of @act failed: {type(e).__name__}: {first}") from e
+        module = lower(importer.module, OutputType.LINALG_ON_TENSORS)
+        inline_parts(module)  # before @act exists: only the step's parts are called
 
-    with ctx, ir.Location.unknown():
+    with module.context, ir.Location.unknown():
         for op in module.body.operations:
             if op.operation.name == "func.func" and op.attributes["sym_name"].value in (
                 "act_init",
                 "act_update",
             ):
                 op.attributes["sym_visibility"] = ir.StringAttr.get("private")
-        types = _function_types(module)
+        types = function_types(module)
         act = ir.Module.parse(_act_source(types))
         for op in list(act.body.operations):
             if op.attributes["sym_name"].value == "act":
@@ -192,19 +175,6 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
             PassManager.parse(INLINE_STEP).run(module.operation)
     parameters = externalize_if(options, module, hooks, model)  # inlined ops are plain ops
     return ExportedModule(module, cfg, options, parameters, notes)
-
-
-def _function_types(module: ir.Module) -> dict[str, tuple[list[str], list[str]]]:
-    out = {}
-    for op in module.body.operations:
-        if "function_type" not in op.attributes:
-            continue  # util.global of an external parameter
-        ftype = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
-        out[op.attributes["sym_name"].value] = (
-            [str(t) for t in ftype.inputs],
-            [str(t) for t in ftype.results],
-        )
-    return out
 
 
 def _act_source(types: dict[str, tuple[list[str], list[str]]]) -> str:

@@ -12,15 +12,19 @@ where S = seq_len + puzzle_emb_len and dt is the forward dtype.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensor
-from torch_mlir import fx, ir
-from torch_mlir.extras.fx_importer import FxImporterHooks
+from torch_mlir import ir
+from torch_mlir.dialects import torch as torch_d
+from torch_mlir.extras.fx_importer import FxImporter, FxImporterHooks
+from torch_mlir.passmanager import PassManager
 
 from hrm_mlir.checkpoint import Checkpoint, build_model
 from hrm_mlir.config import DType, Entry, HRMConfig, OutputType
@@ -151,14 +155,18 @@ def export_step(source: Checkpoint | HRM, options: ExportOptions | None = None) 
     Raises:
         ExportError: torch.export or the torch-mlir lowering failed.
     """
+    from hrm_mlir.compose import import_step, inline_parts  # compose imports this module
+
     options = options or ExportOptions()
     model = prepare_model(source, options.dtype)
     options, notes = resolve_options(options, model, Entry.STEP)
-    args = example_step_args(model.config, trace_batch(options.batch_size))
-    dynamic = batch_dims(args) if options.batch_size is None else None
     hooks = ZeroCopyLiterals(external=options.params == Params.EXTERNAL)
-    with export_attention(model, options.attention_pad):
-        module = _lower(model.inner, args, options.output_type, STEP_FUNC, dynamic, hooks)
+    importer = new_importer(hooks)
+    with export_errors(f"export to {options.output_type}"):
+        with torch.no_grad(), export_attention(model, options.attention_pad), quiet_export():
+            import_step(importer, hooks, model.inner, options.batch_size, STEP_FUNC)
+        module = lower(importer.module, options.output_type)
+        inline_parts(module)
     parameters = externalize_if(options, module, hooks, model)
     return ExportedModule(module, model.config, options, parameters, notes)
 
@@ -231,11 +239,21 @@ class ZeroCopyLiterals(FxImporterHooks):
             or literal.dtype not in _MLIR_ELEMENT
         ):
             return None
+        attr = self.attribute(literal)
+        vtensor_type = gni._cc.tensor_to_vtensor_type(literal)
+        return ir.Operation.create(
+            name="torch.vtensor.literal", results=[vtensor_type], attributes={"value": attr}
+        ).result
+
+    def attribute(self, literal: torch.Tensor) -> ir.Attribute:
+        """The `dense_resource` attribute of a weight tensor, made once per tensor (in the
+        current context)."""
         cached = self._attrs.get(id(literal))
         if cached is None:
             tensor_type = ir.RankedTensorType.get(
                 list(literal.shape), mlir_element_type(literal.dtype)
             )
+            key: str | None
             if self.external:
                 key = f"hrm_external_{len(self.literals)}"
                 attr = ir.Attribute.parse(f"dense_resource<{key}> : {tensor_type}")
@@ -250,11 +268,7 @@ class ZeroCopyLiterals(FxImporterHooks):
             self._attrs[id(literal)] = cached
             if key is not None:
                 self.literals[key] = literal
-        attr = cached[1]
-        vtensor_type = gni._cc.tensor_to_vtensor_type(literal)
-        return ir.Operation.create(
-            name="torch.vtensor.literal", results=[vtensor_type], attributes={"value": attr}
-        ).result
+        return cached[1]
 
 
 _MLIR_ELEMENT = {
@@ -271,26 +285,73 @@ def mlir_element_type(dtype: torch.dtype) -> ir.Type:
     return _MLIR_ELEMENT[dtype]()
 
 
-def _lower(
-    module: torch.nn.Module,
-    args: tuple[torch.Tensor, ...],
-    output_type: OutputType,
-    name: str,
-    dynamic_shapes: tuple | None,
-    hooks: ZeroCopyLiterals,
-) -> ir.Module:
+def new_importer(hooks: FxImporterHooks) -> FxImporter:
+    """A torch-mlir FX importer with its own context."""
+    context = ir.Context()
+    torch_d.register_dialect(context)
+    return FxImporter(context=context, hooks=hooks)
+
+
+@contextlib.contextmanager
+def export_errors(what: str) -> Iterator[None]:
+    """Raise any exception of the block as an ExportError: '<what> failed: <first line>'."""
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.export's pytree deprecations
-            return fx.export_and_import(
-                module,
-                *args,
-                output_type=output_type.value,
-                func_name=name,
-                dynamic_shapes=dynamic_shapes,
-                hooks=hooks,
-                decomposition_table=NO_DECOMPOSITIONS,
-            )
+        yield
     except Exception as e:  # torch.export and torch-mlir raise many exception types
-        first = first_line(e)
-        raise ExportError(f"export to {output_type} failed: {type(e).__name__}: {first}") from e
+        raise ExportError(f"{what} failed: {type(e).__name__}: {first_line(e)}") from e
+
+
+@contextlib.contextmanager
+def quiet_export() -> Iterator[None]:
+    """torch.export without its pytree deprecation warnings and without recording a Python
+    stack trace per node (nothing here reads them; they cost ~1 ms a node)."""
+    config = torch.fx.config
+    saved = config.do_not_emit_stack_traces
+    config.do_not_emit_stack_traces = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        config.do_not_emit_stack_traces = saved
+
+
+# torch-mlir's pipelines (as `torch_mlir.fx.export_and_import` runs them), from the imported
+# torch dialect to the torch backend contract, then to each output dialect.
+TORCH_BACKEND = (
+    "builtin.module(func.func(torch-match-quantized-custom-ops), "
+    "torchdynamo-export-to-torch-backend-pipeline{ extra-library=})"
+)
+TO_DIALECT = {
+    OutputType.TORCH: None,
+    OutputType.LINALG_ON_TENSORS: "torch-backend-to-linalg-on-tensors-backend-pipeline",
+    OutputType.TOSA: "torch-backend-to-tosa-backend-pipeline",
+    OutputType.STABLEHLO: "torch-backend-to-stablehlo-backend-pipeline",
+}
+
+
+def lower(module: ir.Module, output_type: OutputType) -> ir.Module:
+    """Lower an imported module (raw torch dialect) to `output_type`, in place.
+
+    The pipelines run here, not through torch-mlir's `run_pipeline_with_repro_report`: that
+    prints the whole module first for a repro file, weights included as hex (219 MB and 1-2 s
+    for the 27M model, twice per export).
+    """
+    run_passes(module, TORCH_BACKEND)
+    pipeline = TO_DIALECT[output_type]
+    if pipeline is not None:
+        run_passes(module, f"builtin.module({pipeline})")
+    return module
+
+
+def run_passes(module: ir.Module, pipeline: str) -> None:
+    """Run a pass pipeline on `module`; a failure raises ExportError with its first error."""
+    with module.context as context:
+        # torch-mlir passes can emit an error without failing the pass (torch-mlir #3506)
+        context.emit_error_diagnostics = True
+        try:
+            PassManager.parse(pipeline).run(module.operation)
+        except ir.MLIRError as e:
+            errors = [d.message for d in e.error_diagnostics]
+            message = errors[0].partition("\n")[0] if errors else first_line(e)
+            raise ExportError(f"{pipeline}: {message}") from e

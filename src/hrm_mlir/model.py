@@ -20,7 +20,7 @@ Shapes: B batch, S = seq_len + puzzle_emb_len tokens, D hidden, nh heads, hd hea
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -229,6 +229,11 @@ class Block(nn.Module):
         return rms_norm(h + self.mlp(h), self.norm_eps)
 
 
+def level_schedule(config: HRMConfig) -> tuple[str, ...]:
+    """The order of one step's level updates: H_cycles times (L_cycles x "L", then "H")."""
+    return (("L",) * config.L_cycles + ("H",)) * config.H_cycles
+
+
 class ReasoningModule(nn.Module):
     """One level (H or L): add the injection to the state, then run the blocks."""
 
@@ -326,22 +331,37 @@ class HRMInner(nn.Module):
         puzzle_identifiers: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         """One step: returns (z_H, z_L, logits, q_halt_logits, q_continue_logits)."""
-        cfg = self.config
-        cos_sin = None if self._rope is None else tuple(t.unsqueeze(-2) for t in self._rope)
+        cos_sin = self.cos_sin()
         x = self.input_embeddings(inputs, puzzle_identifiers)
-
         # All but the last L and H update run without gradient (upstream's 1-step gradient);
         # under torch.no_grad() (inference, export) this context is a no-op.
+        schedule = level_schedule(self.config)
         with torch.no_grad():
-            for h in range(cfg.H_cycles):
-                for l_step in range(cfg.L_cycles):
-                    if not (h == cfg.H_cycles - 1 and l_step == cfg.L_cycles - 1):
-                        z_L = self.L_level(z_L, z_H + x, cos_sin)
-                if h != cfg.H_cycles - 1:
-                    z_H = self.H_level(z_H, z_L, cos_sin)
-        z_L = self.L_level(z_L, z_H + x, cos_sin)
-        z_H = self.H_level(z_H, z_L, cos_sin)
+            z_H, z_L = self.run_levels(schedule[:-2], z_H, z_L, x, cos_sin)
+        z_H, z_L = self.run_levels(schedule[-2:], z_H, z_L, x, cos_sin)
+        return (z_H, z_L, *self.heads(z_H))
 
+    def cos_sin(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The RoPE tables as attention takes them, [S, 1, hd] each; None without RoPE."""
+        if self._rope is None:
+            return None
+        cos, sin = self._rope
+        return cos.unsqueeze(-2), sin.unsqueeze(-2)
+
+    def run_levels(
+        self, levels: Sequence[str], z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply `levels` (from `level_schedule`) in order: L takes z_H + x as its injection, H
+        takes z_L. `hrm_mlir.compose` writes the same sequence as calls in MLIR."""
+        for level in levels:
+            if level == "L":
+                z_L = self.L_level(z_L, z_H + x, cos_sin)
+            else:
+                z_H = self.H_level(z_H, z_L, cos_sin)
+        return z_H, z_L
+
+    def heads(self, z_H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits [B, seq_len, V], q_halt_logits [B] f32, q_continue_logits [B] f32)."""
         # export: the rows are sliced and flattened before the head, so its GEMM is a plain
         # (B*seq_len, D) x (D, V) one. Sliced after, IREE folds the slice into a batched GEMM
         # whose in-dispatch packing needs 130 KiB of stack at batch 16, past the 64 KiB that
@@ -355,7 +375,7 @@ class HRMInner(nn.Module):
         # a plain GEMM like the LM head's, and the symbolic batch keeps the fast flags.
         q = self.q_head(z_H.flatten(0, 1)).unflatten(0, z_H.shape[:2])[:, 0]
         q = cast(q, torch.float32)  # (B, 2)
-        return z_H, z_L, logits, q[..., 0], q[..., 1]
+        return logits, q[..., 0], q[..., 1]
 
     def step(self, z_H, z_L, inputs, puzzle_identifiers) -> StepOutput:
         return StepOutput(*self(z_H, z_L, inputs, puzzle_identifiers))
