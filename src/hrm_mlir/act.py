@@ -4,8 +4,9 @@ torch.export traces Python loops by unrolling them, and torch-mlir 20261001 cann
 `torch._higher_order_ops.while_loop` (its `torch.prim.Loop` carries the lifted weights: "region
 branch point has 5 operands, but region successor needs 2 inputs"). So the loop is built in MLIR:
 
-- `@step`, `@initial_carry` and two private helpers (`@act_init`, `@act_update`) are exported
-  from PyTorch into one module and lowered to linalg-on-tensors;
+- `@step` (built by `hrm_mlir.compose`), `@initial_carry` and two private helpers
+  (`@act_init`, `@act_update`) are exported from PyTorch into one module and lowered to
+  linalg-on-tensors;
 - `@act` is an `scf.while` around `func.call @step` and `func.call @act_update`, with the step
   budget `max_steps` a runtime value. A compiler keeps it as a loop; nothing is unrolled.
 

@@ -499,10 +499,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     )
     print_notes(notes)
     kernels, fused = stats.get("gemm_kernels", 0), stats.get("fused_epilogues", 0)
+    attention = stats.get("attention_kernels", 0)
     on_kernels = ""
-    if kernels:
+    if kernels or attention:
         with_code = f", {fused} with the elementwise code after them" if fused else ""
-        on_kernels = f" ({kernels} GEMMs on hrm-mlir's AVX2 kernels{with_code})"
+        parts = [f"{kernels} GEMMs{with_code}"] + [f"{attention} attentions"] * bool(attention)
+        on_kernels = f" ({' and '.join(parts)} on hrm-mlir's AVX2 kernels)"
     out.print(
         f"wrote {args.output} ({len(vmfb) / 2**20:.1f} MiB) for {options.target}{on_kernels}, "
         f"in {time.perf_counter() - start:.1f} s"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from iree.compiler import tools as iree_tools
 
 from hrm_mlir.config import DType, OutputType, _ChoiceEnum
+from hrm_mlir.cpu_attention import AttentionShape, fuse_attention
 from hrm_mlir.cpu_gemm import GemmShape, rewrite_gemms
 from hrm_mlir.errors import CompileError, HrmMlirError, first_line
 from hrm_mlir.fileio import write_atomic
@@ -260,8 +261,9 @@ def compile_module(
         output_type: the dialect of a file source; detected from its content when None.
         notes: receives a line when the default fast flags were rejected and IREE's defaults
             used instead.
-        stats: receives `gemm_kernels`, the number of GEMMs given to `hrm_mlir.cpu_gemm`, and
-            `fused_epilogues`, how many of them also compute the elementwise code after them.
+        stats: receives `gemm_kernels`, the number of GEMMs given to `hrm_mlir.cpu_gemm`,
+            `fused_epilogues`, how many of them also compute the elementwise code after them,
+            and `attention_kernels`, the attentions given to `hrm_mlir.cpu_attention`.
     Returns:
         The .vmfb bytes.
     Raises:
@@ -279,13 +281,16 @@ def compile_module(
         flags = options.flags(dtype, external_parameters=external)
         fast_path, fast_dialect = path, dialect
         kernels: list[GemmShape] = []
+        attention: list[AttentionShape] = []
         if options.use_gemm_kernels():
-            fast_path, fast_dialect, kernels = _with_gemm_kernels(path, dialect, Path(tmp))
+            fast_path, fast_dialect, kernels, attention = _with_gemm_kernels(
+                path, dialect, Path(tmp)
+            )
         try:
             vmfb = _iree_compile(fast_path, fast_dialect, flags, options.backend)
         except iree_tools.CompilerToolError as e:
             plain = options.flags(dtype, external_parameters=external, fast=False)
-            kernels = []
+            kernels, attention = [], []
             if options.tuned is not None or (plain == flags and fast_path == path):
                 raise CompileError(_describe_failure(str(e), path, output)) from None
             try:
@@ -303,6 +308,7 @@ def compile_module(
     if stats is not None:
         stats["gemm_kernels"] = len(kernels)
         stats["fused_epilogues"] = sum(k.epilogue is not None for k in kernels)
+        stats["attention_kernels"] = len(attention)
     if output is not None:
         write_atomic(output, vmfb)
     return vmfb
@@ -310,9 +316,10 @@ def compile_module(
 
 def _with_gemm_kernels(
     path: Path, dialect: OutputType, tmp: Path
-) -> tuple[Path, OutputType, list[GemmShape]]:
-    """`path` with its float32 GEMMs on `hrm_mlir.cpu_gemm`'s kernels: (the new file, its
-    dialect, the kernels' shapes), or `path` itself and [] where there are none.
+) -> tuple[Path, OutputType, list[GemmShape], list[AttentionShape]]:
+    """`path` with its attention on `hrm_mlir.cpu_attention`'s kernel and its other float32
+    GEMMs on `hrm_mlir.cpu_gemm`'s: (the new file, its dialect, the GEMM kernels' shapes, the
+    attention kernels' shapes), or `path` itself and [], [] where there are none.
 
     The rewrite works on linalg on tensors; torch and StableHLO input is first taken there by
     IREE's own input conversion (`iree-compile --compile-to=input`).
@@ -334,14 +341,15 @@ def _with_gemm_kernels(
             asm = data if data.startswith(BYTECODE_MAGIC) else data.decode()
             module = ir.Module.parse(asm, ctx)
         except (iree_tools.CompilerToolError, ir.MLIRError, UnicodeDecodeError):
-            return path, dialect, []  # iree-compile itself reports what is wrong with it
+            return path, dialect, [], []  # iree-compile itself reports what is wrong with it
+        attention = fuse_attention(module)
         kernels = rewrite_gemms(module)
-        if not kernels:
-            return path, dialect, []
+        if not kernels and not attention:
+            return path, dialect, [], []
         out = tmp / "gemm_kernels.mlirbc"
         with out.open("wb") as f:
             module.operation.write_bytecode(f)
-    return out, OutputType.LINALG_ON_TENSORS, kernels
+    return out, OutputType.LINALG_ON_TENSORS, kernels, attention
 
 
 def compile_and_load(

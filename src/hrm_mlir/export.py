@@ -7,7 +7,8 @@ README:
       -> (z_H [B,S,D] dt, z_L [B,S,D] dt, logits [B,seq_len,V] dt,
           q_halt_logits [B] f32, q_continue_logits [B] f32)
 
-where S = seq_len + puzzle_emb_len and dt is the forward dtype.
+where S = seq_len + puzzle_emb_len and dt is the forward dtype. `hrm_mlir.compose` builds it
+from parts that torch.export traces once each.
 """
 
 from __future__ import annotations
@@ -42,10 +43,6 @@ from hrm_mlir.params import (
 )
 
 STEP_FUNC = "step"
-# torch-mlir's importer and lowering take HRM's ops as torch.export writes them; re-tracing the
-# program through `run_decompositions` cost 4-9 s of a 27M export and changed nothing that
-# verification or IREE's speed could see (same errors, same step time).
-NO_DECOMPOSITIONS: dict = {}
 INDEX_DTYPE = torch.int32  # dtype of `inputs` and `puzzle_identifiers` at the ABI
 
 
@@ -303,17 +300,10 @@ def export_errors(what: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet_export() -> Iterator[None]:
-    """torch.export without its pytree deprecation warnings and without recording a Python
-    stack trace per node (nothing here reads them; they cost ~1 ms a node)."""
-    config = torch.fx.config
-    saved = config.do_not_emit_stack_traces
-    config.do_not_emit_stack_traces = True
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        config.do_not_emit_stack_traces = saved
+    """torch.export without its pytree deprecation warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 # torch-mlir's pipelines (as `torch_mlir.fx.export_and_import` runs them), from the imported

@@ -1,0 +1,697 @@
+"""Attention as one hand-written IREE dispatch (llvm-cpu, AVX2 + FMA).
+
+The exporter writes attention normalized after P @ V (`hrm_mlir.model._normalized_after_pv`):
+
+    T = mask(scale * Q @ K^T)            keys from `keys` on set to -inf
+    O = exp(T - rowmax(T)) @ [V | 1]     the ones columns give the row sums
+
+IREE runs that as three dispatches that pass the [P, P] score matrix of each head through
+memory: Q K^T writes it, the max/exp dispatch reads it twice and writes P, and P @ V reads it
+again. At 901 tokens that is 3.3 MB per head, past a core's L2, and attention took 456 ms of
+the 27M step where ONNX Runtime's took ~356 (`benchmarks/README.md`). The kernel here keeps
+the scores of 6 query rows (6 x P floats, 21.7 KB at P = 904) in a stack buffer in L1: it
+computes them on the same 6x16 register tiles as `hrm_mlir.cpu_gemm`, exponentiates them in
+place, and multiplies them by [V | 1], so the scores never leave the core. Each workgroup
+takes 6 rows of one head; K^T and V of a head (2 x 231 KB at P = 904) stay in L2 across the
+workgroups of that head.
+
+`fuse_attention` finds the pattern in linalg on tensors (torch-mlir's lowering, or IREE's input
+conversion of the torch dialect) and replaces it with a dispatch of `attention_executable`; the
+division by the row sums stays IREE's. Anything else is left to `hrm_mlir.cpu_gemm`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from hrm_mlir.cpu_gemm import (
+    LANES,
+    PANEL,
+    ROWS,
+    GemmShape,
+    _dims,
+    _Lines,
+    _memref,
+    _pack,
+    _packed_type,
+    _producer,
+    _tensor,
+    _walk,
+)
+
+# The score buffer lives on the stack of the dispatch: 6 rows of P floats must stay well inside
+# IREE's stack limit (`SAFE_STACK_BYTES`) and L1 (32 KB).
+MAX_SCORE_BYTES = 24 * 1024
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    """O[b] = exp(T - rowmax(T)) @ [R[b] | 1] with T = mask(scale * Q[b] @ KT[b]), float32.
+
+    Q [batch, length, depth], KT [batch, depth, length], R [batch, length, n], O [batch,
+    length, n + sums]: its last `sums` columns are the row sums of exp(T - rowmax(T)), the
+    product with `sums` columns of ones. Keys `keys`.. of each row are masked (-inf). `batch`
+    None is a runtime size.
+    """
+
+    batch: int | None
+    length: int
+    depth: int
+    n: int
+    keys: int
+    scale: float
+    sums: int = 0
+
+    @staticmethod
+    def supported(length: int, n: int, keys: int) -> bool:
+        return (
+            length % LANES == 0
+            and n % LANES == 0
+            and 0 < keys <= length
+            and ROWS * -(-length // PANEL) * PANEL * 4 <= MAX_SCORE_BYTES
+        )
+
+    @property
+    def symbol(self) -> str:
+        digest = hashlib.sha1(repr(self).encode()).hexdigest()[:8]
+        b = "dyn" if self.batch is None else self.batch
+        return f"hrm_attention_{b}x{self.length}x{self.depth}x{self.n}_{digest}"
+
+    @property
+    def key_panels(self) -> int:
+        return -(-self.length // PANEL)
+
+    @property
+    def out_panels(self) -> int:
+        return -(-self.n // PANEL)
+
+    def dims(self, *rest: int | None) -> list[int | None]:
+        return [self.batch, *rest]
+
+
+# exp(x) for x <= 0 as 2^n * q(r), n = round(x log2 e), r = x - n ln 2 (|r| <= ln 2 / 2), q the
+# Cephes expf polynomial: within 2 ulp of the exact value. Below `_EXP_FLOOR` (exp < 1.2e-38,
+# and -inf for the masked keys) it gives 0. `math.exp` itself is not expanded in a dispatch
+# written by hand: LLVM calls libm's scalar exp for each lane.
+_EXP_FLOOR = -87.0
+_LN2_HI, _LN2_LO = 0.693359375, -2.12194440e-4
+_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+             1.6666665459e-1, 5.0000001201e-1)  # fmt: skip
+
+
+def _exp(out: _Lines, i: int, x: str, result: str) -> None:
+    """`result` = exp(`x`), an 8-float vector, written with the constants from `_exp_constants`."""
+    vec, ivec = f"vector<{LANES}xf32>", f"vector<{LANES}xi32>"
+    out.block(
+        i,
+        f"""
+        %ex_low = arith.cmpf olt, {x}, %ex_floor : {vec}
+        %ex_x = arith.maximumf {x}, %ex_floor : {vec}
+        %ex_t = vector.fma %ex_x, %ex_log2e, %ex_half : {vec}
+        %ex_n = math.floor %ex_t : {vec}
+        %ex_r1 = vector.fma %ex_n, %ex_nln2hi, %ex_x : {vec}
+        %ex_r = vector.fma %ex_n, %ex_nln2lo, %ex_r1 : {vec}
+        %ex_p1 = vector.fma %ex_c0, %ex_r, %ex_c1 : {vec}
+        %ex_p2 = vector.fma %ex_p1, %ex_r, %ex_c2 : {vec}
+        %ex_p3 = vector.fma %ex_p2, %ex_r, %ex_c3 : {vec}
+        %ex_p4 = vector.fma %ex_p3, %ex_r, %ex_c4 : {vec}
+        %ex_p5 = vector.fma %ex_p4, %ex_r, %ex_c5 : {vec}
+        %ex_rr = arith.mulf %ex_r, %ex_r : {vec}
+        %ex_r1p = arith.addf %ex_r, %ex_one : {vec}
+        %ex_q = vector.fma %ex_p5, %ex_rr, %ex_r1p : {vec}
+        %ex_ni = arith.fptosi %ex_n : {vec} to {ivec}
+        %ex_nb = arith.addi %ex_ni, %ex_bias : {ivec}
+        %ex_bits = arith.shli %ex_nb, %ex_shift : {ivec}
+        %ex_pow = arith.bitcast %ex_bits : {ivec} to {vec}
+        %ex_v = arith.mulf %ex_q, %ex_pow : {vec}
+        {result} = arith.select %ex_low, %zero, %ex_v : vector<{LANES}xi1>, {vec}
+        """,
+    )
+
+
+def _exp_constants(out: _Lines, i: int) -> None:
+    vec, ivec = f"vector<{LANES}xf32>", f"vector<{LANES}xi32>"
+    values = {
+        "floor": _EXP_FLOOR,
+        "log2e": 1.44269504088896341,
+        "half": 0.5,
+        "nln2hi": -_LN2_HI,
+        "nln2lo": -_LN2_LO,
+        "one": 1.0,
+        **{f"c{j}": c for j, c in enumerate(_EXP_POLY)},
+    }
+    for name, value in values.items():
+        out.add(i, f"%ex_{name} = arith.constant dense<{value!r}> : {vec}")
+    out.add(i, f"%ex_bias = arith.constant dense<127> : {ivec}")
+    out.add(i, f"%ex_shift = arith.constant dense<23> : {ivec}")
+
+
+def _tile(out: _Lines, i: int, result: str, upper: str, rhs: list[str], lhs) -> None:
+    """`result`:12 = the 6x16 register tile (as in `hrm_mlir.cpu_gemm`): for each of the 6 rows
+    r, the sum over %t < `upper` of the scalar `lhs(r)` times the 16 floats of `rhs` (two
+    8-float loads); both are ops written in terms of %t."""
+    vec = f"vector<{LANES}xf32>"
+    accs = ", ".join(f"%a{r}_{h} = %zero" for r in range(ROWS) for h in range(2))
+    types = ", ".join([vec] * (2 * ROWS))
+    out.add(i, f"{result}:{2 * ROWS} = scf.for %t = %c0 to {upper} step %c1 "
+               f"iter_args({accs}) -> ({types}) {{")  # fmt: skip
+    for h, load in enumerate(rhs):
+        out.add(i + 2, f"%rv{h} = {load}")
+    new = []
+    for r in range(ROWS):
+        out.add(i + 2, f"%x{r} = {lhs(r)}")
+        out.add(i + 2, f"%xv{r} = vector.broadcast %x{r} : f32 to {vec}")
+        for h in range(2):
+            out.add(i + 2, f"%f{r}_{h} = vector.fma %xv{r}, %rv{h}, %a{r}_{h} : {vec}")
+            new.append(f"%f{r}_{h}")
+    out.add(i + 2, f"scf.yield {', '.join(new)} : {types}")
+    out.add(i, "}")
+
+
+def attention_executable(shape: AttentionShape) -> str:
+    """The `stream.executable` computing `shape`: one export named `shape.symbol` with bindings
+    (Q, KT packed, R packed, O) and then, for a runtime batch, its size as an i32 operand.
+
+    KT and R come packed like `hrm_mlir.cpu_gemm`'s right-hand sides: [batch, panel, K, 16],
+    zero-padded to whole panels (KT: K = depth, its P columns in `shape.key_panels` panels; R:
+    K = length, its n columns in `shape.out_panels`).
+    """
+    if not AttentionShape.supported(shape.length, shape.n, shape.keys):
+        raise ValueError(f"unsupported attention shape {shape}")
+    p, d, width = shape.length, shape.depth, shape.key_panels * PANEL
+    q_t = _memref(shape.dims(p, d))
+    kt_t = _memref(shape.dims(shape.key_panels, d, PANEL))
+    r_t = _memref(shape.dims(shape.out_panels, p, PANEL))
+    o_t = _memref(shape.dims(p, shape.n + shape.sums))
+    s_t = f"memref<{ROWS}x{width}xf32>"
+    vec, ivec = f"vector<{LANES}xf32>", f"vector<{LANES}xi32>"
+    out = _Lines()
+    out.add(0, f"stream.executable private @{shape.symbol} {{")
+    workload = "%wB: index" if shape.batch is None else ""
+    out.add(
+        2,
+        f"stream.executable.export public @{shape.symbol} workgroups({workload}) "
+        "-> (index, index, index) {",
+    )
+    out.add(4, f"%gx = arith.constant {-(-p // ROWS)} : index")
+    out.add(4, "%gy = arith.constant 1 : index")
+    gz = "%wB"
+    if shape.batch is not None:
+        gz = "%gz"
+        out.add(4, f"%gz = arith.constant {shape.batch} : index")
+    out.add(4, f"stream.return %gx, %gy, {gz} : index, index, index")
+    out.add(2, "}")
+    out.add(2, "builtin.module {")
+    args = ["%qb: !stream.binding", "%kb: !stream.binding", "%rb: !stream.binding"]
+    args += ["%ob: !stream.binding"] + (["%iB: i32"] if shape.batch is None else [])
+    out.add(4, f"func.func @{shape.symbol}({', '.join(args)}) {{")
+    i = 6
+    out.block(
+        i,
+        f"""
+        %c0 = arith.constant 0 : index
+        %c1 = arith.constant 1 : index
+        %c8 = arith.constant {LANES} : index
+        %c16 = arith.constant {PANEL} : index
+        %cR = arith.constant {ROWS} : index
+        %cD = arith.constant {d} : index
+        %cKeys = arith.constant {shape.keys} : index
+        %cKP = arith.constant {shape.key_panels} : index
+        %cW = arith.constant {width} : index
+        %cLastRow = arith.constant {p - 1} : index
+        %zero = arith.constant dense<0.0> : {vec}
+        %ninf = arith.constant dense<0xFF800000> : {vec}
+        %scale = arith.constant dense<{shape.scale!r}> : {vec}
+        %iota = arith.constant dense<[0, 1, 2, 3, 4, 5, 6, 7]> : {ivec}
+        %keys = arith.constant dense<{shape.keys}> : {ivec}
+        """,
+    )
+    _exp_constants(out, i)
+    dyn = ""
+    if shape.batch is None:
+        out.add(i, "%B = arith.index_castui %iB : i32 to index")
+        dyn = "{%B}"
+    for name, binding, t in (("Q", "%qb", q_t), ("KT", "%kb", kt_t), ("R", "%rb", r_t)):
+        out.add(i, f"%{name} = stream.binding.subspan {binding}[%c0] : !stream.binding -> {t}{dyn}")
+    out.add(i, f"%O = stream.binding.subspan %ob[%c0] : !stream.binding -> {o_t}{dyn}")
+    out.block(
+        i,
+        f"""
+        %g = stream.dispatch.workgroup.id[0] : index
+        %b = stream.dispatch.workgroup.id[2] : index
+        %m0 = arith.muli %g, %cR : index
+        %S = memref.alloca() : {s_t}
+        """,
+    )
+    # rows past the end repeat the last row: the same values, stored to the same place
+    for r in range(ROWS):
+        out.add(i, f"%k{r} = arith.constant {r} : index")
+        out.add(i, f"%ru{r} = arith.addi %m0, %k{r} : index")
+        out.add(i, f"%row{r} = arith.minui %ru{r}, %cLastRow : index")
+    # 1. S[r, c] = scale * Q[row r] . KT[:, c], keys from `keys` on -inf; the row maxima
+    maxima = ", ".join(f"%mx{r} = %ninf" for r in range(ROWS))
+    types = ", ".join([vec] * ROWS)
+    out.add(
+        i, f"%max:{ROWS} = scf.for %j = %c0 to %cKP step %c1 iter_args({maxima}) -> ({types}) {{"
+    )
+    j = i + 2
+    loads = [f"vector.load %KT[%b, %j, %t, %c{8 * h}] : {kt_t}, {vec}" for h in range(2)]
+    _tile(out, j, "%s", "%cD", loads, lambda r: f"memref.load %Q[%b, %row{r}, %t] : {q_t}")
+    out.add(j, "%col0 = arith.muli %j, %c16 : index")
+    out.add(j, "%col1 = arith.addi %col0, %c8 : index")
+    for h in range(2):
+        out.block(
+            j,
+            f"""
+            %ci{h} = arith.index_cast %col{h} : index to i32
+            %cv{h} = vector.broadcast %ci{h} : i32 to {ivec}
+            %ki{h} = arith.addi %cv{h}, %iota : {ivec}
+            %masked{h} = arith.cmpi sge, %ki{h}, %keys : {ivec}
+            """,
+        )
+    maxima_out = []
+    for r in range(ROWS):
+        m = f"%mx{r}"
+        for h in range(2):
+            out.block(
+                j,
+                f"""
+                %sc{r}_{h} = arith.mulf %s#{2 * r + h}, %scale : {vec}
+                %sm{r}_{h} = arith.select %masked{h}, %ninf, %sc{r}_{h} : vector<{LANES}xi1>, {vec}
+                vector.store %sm{r}_{h}, %S[%k{r}, %col{h}] : {s_t}, {vec}
+                %m{r}_{h} = arith.maximumf {m}, %sm{r}_{h} : {vec}
+                """,
+            )
+            m = f"%m{r}_{h}"
+        maxima_out.append(m)
+    out.add(j, f"scf.yield {', '.join(maxima_out)} : {types}")
+    out.add(i, "}")
+    # 2. S[r, :] = exp(S[r, :] - max S[r, :]), and its sum
+    for r in range(ROWS):
+        out.add(i, f"%mr{r} = vector.reduction <maximumf>, %max#{r} : {vec} into f32")
+        out.add(i, f"%mv{r} = vector.broadcast %mr{r} : f32 to {vec}")
+        out.add(
+            i, f"%l{r} = scf.for %c = %c0 to %cW step %c8 iter_args(%acc = %zero) -> ({vec}) {{"
+        )
+        out.add(i + 2, f"%x = vector.load %S[%k{r}, %c] : {s_t}, {vec}")
+        out.add(i + 2, f"%y = arith.subf %x, %mv{r} : {vec}")
+        _exp(out, i + 2, "%y", "%e")
+        out.add(i + 2, f"vector.store %e, %S[%k{r}, %c] : {s_t}, {vec}")
+        out.add(i + 2, f"%sum = arith.addf %acc, %e : {vec}")
+        out.add(i + 2, f"scf.yield %sum : {vec}")
+        out.add(i, "}")
+        if shape.sums:
+            out.add(i, f"%ls{r} = vector.reduction <add>, %l{r} : {vec} into f32")
+            out.add(i, f"%lv{r} = vector.broadcast %ls{r} : f32 to {vec}")
+            for col in range(shape.n, shape.n + shape.sums, LANES):
+                out.add(i, f"%sc{r}_{col} = arith.constant {col} : index")
+                out.add(i, f"vector.store %lv{r}, %O[%b, %row{r}, %sc{r}_{col}] : {o_t}, {vec}")
+    # 3. O[row r, :] = S[r, :keys] @ R[:keys, :] (the masked keys would add exactly 0)
+    for panel in range(shape.out_panels):
+        res = f"%o{panel}"
+        out.add(i, f"%pn{panel} = arith.constant {panel} : index")
+        loads = [f"vector.load %R[%b, %pn{panel}, %t, %c{8 * h}] : {r_t}, {vec}" for h in range(2)]
+        _tile(out, i, res, "%cKeys", loads, lambda r: f"memref.load %S[%k{r}, %t] : {s_t}")
+        for h in range(2):
+            col = panel * PANEL + h * LANES
+            if col >= shape.n:
+                continue  # padding
+            oc = f"%oc{panel}_{h}"
+            out.add(i, f"{oc} = arith.constant {col} : index")
+            for r in range(ROWS):
+                out.add(i, f"vector.store {res}#{2 * r + h}, %O[%b, %row{r}, {oc}] : {o_t}, {vec}")
+    out.add(i, "return")
+    out.add(4, "}")
+    out.add(2, "}")
+    out.add(0, "}")
+    return out.text()
+
+
+# ---------------------------------------------------------------------------------------------
+# The rewrite
+
+
+@dataclass(frozen=True)
+class _Attention:
+    """P @ R (`op`, a batch_matmul) with P from a Q K^T batch_matmul through the scale, mask,
+    row max and exp generics."""
+
+    op: Any
+    q: Any
+    kt: Any
+    r: Any
+    v: Any  # with `shape.sums`: V of R = [V | 1] (rank 4, not collapsed), which the kernel reads
+    shape: AttentionShape
+
+
+def _single(op, name: str) -> Any:
+    """The one operation of `op`'s body other than its yield, when it is called `name`."""
+    body = [o.operation for o in op.regions[0].blocks[0].operations]
+    if len(body) != 2 or body[0].name != name or body[1].name != "linalg.yield":
+        return None
+    return body[0]
+
+
+def _through_reshape(value, name: str) -> Any:
+    """The source of `value` when a `name` (expand_shape / collapse_shape) makes it."""
+    op = _producer(value)
+    return op.operands[0] if op is not None and op.name == name else None
+
+
+def _float_constant(value) -> float | None:
+    """The value of a float32 constant, or of the f32 truncation of a float64 constant."""
+    from iree.compiler import ir
+
+    op = _producer(value)
+    if op is not None and op.name == "arith.truncf":
+        wide = _float_constant_any(op.operands[0])
+        return None if wide is None else float(struct.unpack("f", struct.pack("f", wide))[0])
+    attr = None if op is None or op.name != "arith.constant" else op.attributes["value"]
+    if isinstance(attr, ir.FloatAttr) and isinstance(attr.type, ir.F32Type):
+        return attr.value
+    return None
+
+
+def _float_constant_any(value) -> float | None:
+    from iree.compiler import ir
+
+    op = _producer(value)
+    attr = None if op is None or op.name != "arith.constant" else op.attributes["value"]
+    return attr.value if isinstance(attr, ir.FloatAttr) else None
+
+
+def _generic(value) -> Any:
+    op = _producer(value)
+    return op if op is not None and op.name == "linalg.generic" else None
+
+
+def _scale(value) -> tuple[float, Any] | None:
+    """(c, X) when `value` = X * c elementwise (a generic with a literal c)."""
+    op = _generic(value)
+    mul = None if op is None or not _maps_are(op, "id", "id") else _single_mul(op)
+    if mul is None:
+        return None
+    return mul, op.operands[0]
+
+
+def _single_mul(op) -> float | None:
+    """c when the body of `op` is `in * c` for a float32 literal c (maybe a truncated f64)."""
+    body = [o.operation for o in op.regions[0].blocks[0].operations]
+    arg = op.regions[0].blocks[0].arguments[0]
+    mul = next((o for o in body if o.name == "arith.mulf"), None)
+    if mul is None or body[-1].name != "linalg.yield" or body[-1].operands[0] != mul.results[0]:
+        return None
+    if any(o.name not in ("arith.mulf", "arith.truncf", "linalg.yield") for o in body):
+        return None
+    a, b = mul.operands
+    if a != arg:
+        a, b = b, a
+    return _float_constant(b) if a == arg else None
+
+
+def _mask(value) -> tuple[int, Any] | None:
+    """(keys, X) when `value` = select(key index >= keys, -inf, X)."""
+    op = _generic(value)
+    if op is None or _single(op, "arith.select") is None:
+        return None
+    if not _maps_are(op, "key", "scalar", "id", "id"):
+        return None
+    mask, fill, x = op.operands[:3]
+    if _float_constant_tensor(fill) != float("-inf"):
+        return None
+    compare = _generic(mask)
+    cmp = None if compare is None else _single_cmp(compare)
+    if cmp is None:
+        return None
+    return cmp, x
+
+
+def _float_constant_tensor(value) -> float | None:
+    from iree.compiler import ir
+
+    op = _producer(value)
+    if op is None or op.name != "arith.constant":
+        return None
+    attr = op.attributes["value"]
+    if isinstance(attr, ir.DenseFPElementsAttr) and attr.is_splat:
+        return ir.FloatAttr(attr.get_splat_value()).value
+    return None
+
+
+def _splat(value) -> float | None:
+    """c when `value` is a float tensor of c everywhere: a splat constant, or (with a runtime
+    size) a fill or a broadcast of a constant."""
+    op = _producer(value)
+    if op is None:
+        return None
+    if op.name == "linalg.fill":
+        return _float_constant_any(op.operands[0])
+    if op.name == "linalg.generic" and len(op.operands) == 2:
+        body = [o.operation for o in op.regions[0].blocks[0].operations]
+        arg = op.regions[0].blocks[0].arguments[0]
+        if len(body) == 1 and body[0].operands[0] == arg:  # yield of the input: a broadcast
+            return _float_constant_tensor(op.operands[0])
+        return None
+    return _float_constant_tensor(value)
+
+
+def _single_cmp(op) -> int | None:
+    """keys when `op` computes `index >= keys` over `linalg.index` values (torch-mlir's
+    `arange(P) >= keys`)."""
+    from iree.compiler import ir
+
+    cmp = _single(op, "arith.cmpi")
+    if cmp is None or str(cmp.attributes["predicate"]) != "5 : i64":  # sge
+        return None
+    source = _generic(op.operands[0])
+    if source is None or len(op.operands) != 2:
+        return None
+    body = [o.operation.name for o in source.regions[0].blocks[0].operations]
+    if body != ["linalg.index", "arith.index_cast", "linalg.yield"]:
+        return None
+    bound = _producer(cmp.operands[1])
+    if bound is None or bound.name != "arith.constant":
+        return None
+    return ir.IntegerAttr(bound.attributes["value"]).value
+
+
+def _match(op) -> _Attention | None:
+    from hrm_mlir.cpu_gemm import _BATCH_MATMUL_MAPS, _maps, _zero_filled
+
+    if op.name != "linalg.batch_matmul" or _maps(op) != _BATCH_MATMUL_MAPS:
+        return None
+    if not _zero_filled(op.operands[2]):
+        return None
+    p4 = _through_reshape(op.operands[0], "tensor.collapse_shape")
+    exp = None if p4 is None else _generic(p4)
+    if exp is None or _single(exp, "math.exp") is None or not _maps_are(exp, "id", "id"):
+        return None
+    sub = _generic(exp.operands[0])
+    if sub is None or _single(sub, "arith.subf") is None or not _maps_are(sub, "id", "row", "id"):
+        return None
+    t, row_max = sub.operands[:2]
+    if not _row_max(_through_reshape(row_max, "tensor.expand_shape"), t):
+        return None
+    p_len = _dims(op.operands[0])[-1]
+    masked = _mask(t)
+    keys, y = (p_len, t) if masked is None else masked
+    scaled = _scale(y)
+    if scaled is None:
+        return None
+    scale, s4 = scaled
+    s3 = _through_reshape(s4, "tensor.expand_shape")
+    qk = None if s3 is None else _producer(s3)
+    if qk is None or qk.name != "linalg.batch_matmul" or _maps(qk) != _BATCH_MATMUL_MAPS:
+        return None
+    if not _zero_filled(qk.operands[2]):
+        return None
+    q, kt, r = qk.operands[0], qk.operands[1], op.operands[1]
+    batch, length, depth = _dims(q)
+    n, sums, v = _dims(r)[-1], 0, None
+    ones = _ones_columns(r)
+    if ones is not None:  # R = [V | 1]: the kernel sums the rows itself
+        v, sums = ones
+        n = _dims(v)[-1]
+    if None in (length, depth, n) or _dims(kt)[1:] != [depth, length] or keys is None:
+        return None
+    if not AttentionShape.supported(length, n, keys):  # type: ignore[arg-type]
+        return None
+    shape = AttentionShape(batch, length, depth, n, keys, scale, sums)  # type: ignore[arg-type]
+    return _Attention(op, q, kt, r, v, shape)
+
+
+def _affine(rank: int, kind: str) -> str:
+    """The indexing map `kind` over `rank` loops: "id" (every dim), "key" (the last), "row"
+    (all but the last, then 0), "rows" (all but the last) or "scalar" (none)."""
+    dims = [f"d{j}" for j in range(rank)]
+    results = {
+        "id": dims,
+        "key": dims[-1:],
+        "row": [*dims[:-1], "0"],
+        "rows": dims[:-1],
+        "scalar": [],
+    }[kind]
+    return f"affine_map<({', '.join(dims)}) -> ({', '.join(results)})>"
+
+
+def _maps_are(op, *kinds: str) -> bool:
+    """`op`'s indexing maps are `kinds` (see `_affine`) over the rank of its first result."""
+    from hrm_mlir.cpu_gemm import _maps
+
+    rank = len(_dims(op.results[0]))
+    return _maps(op) == tuple(_affine(rank, k) for k in kinds)
+
+
+def _row_max(value, t) -> bool:
+    """`value` is the row maximum of `t`: result 0 of a generic reducing `t`'s last dimension
+    with `arith.maximumf` (torch-mlir's max also yields the argmax, as result 1)."""
+    op = None if value is None else _generic(value)
+    if op is None or op.operands[0] != t or op.results[0] != value:
+        return False
+    rank = len(_dims(t))
+    iterators = [str(x) for x in op.attributes["iterator_types"]]
+    if iterators != ["#linalg.iterator_type<parallel>"] * (rank - 1) + [
+        "#linalg.iterator_type<reduction>"
+    ]:
+        return False
+    from hrm_mlir.cpu_gemm import _maps
+
+    maps = _maps(op)
+    if maps[:2] != (_affine(rank, "id"), _affine(rank, "rows")):
+        return False
+    body = [o.operation for o in op.regions[0].blocks[0].operations]
+    block = op.regions[0].blocks[0]
+    maximum = _producer(body[-1].operands[0])
+    return (
+        maximum is not None
+        and maximum.name == "arith.maximumf"
+        and all(any(x == a for a in list(block.arguments)[:2]) for x in maximum.operands)
+    )
+
+
+def _ones_columns(r) -> tuple[Any, int] | None:
+    """(V, w) when `r` = collapse_shape(concat([V, ones], last dim)) with w >= 8 columns of
+    ones, a multiple of 8."""
+    r4 = _through_reshape(r, "tensor.collapse_shape")
+    concat = None if r4 is None else _producer(r4)
+    if concat is None or concat.name != "tensor.concat" or len(concat.operands) != 2:
+        return None
+    v, ones = concat.operands
+    rank = len(_dims(v))
+    if rank != 4:  # [B, heads, P, hd], collapsed by the rewrite
+        return None
+    width = _dims(ones)[-1]
+    if int(concat.attributes["dim"].value) != rank - 1 or _splat(ones) != 1.0:
+        return None
+    if width is None or width % LANES or _dims(r4)[:-1] != _dims(v)[:-1]:
+        return None
+    return v, width
+
+
+def attention_call(name: str, shape: AttentionShape) -> str:
+    """A private function `@name(Q, KT, R) -> O` that packs KT and R (`@name_pack_kt`,
+    `@name_pack_r`, written here too) and dispatches `shape`'s kernel; Q [B, P, depth],
+    KT [B, depth, P], R [B, P, n] and O [B, P, n + sums] as in `AttentionShape`."""
+    p, d, n = shape.length, shape.depth, shape.n
+    dims = ((p, d), (d, p), (p, n), (p, n + shape.sums))
+    q_t, kt_t, r_t, o_t = (_tensor(shape.dims(*x)) for x in dims)
+    # KT [B, depth, P] and R [B, P, n] packed as GEMM right-hand sides: [B, panel, K, 16]
+    packs = {
+        "kt": (kt_t, GemmShape(shape.batch, None, shape.depth, shape.length)),
+        "r": (r_t, GemmShape(shape.batch, None, shape.length, shape.n)),
+    }
+    out = _Lines()
+    for part, (source_t, gemm) in packs.items():
+        out.add(
+            0, f"func.func private @{name}_pack_{part}(%r: {source_t}) -> {_packed_type(gemm)} {{"
+        )
+        _pack(out, "bkn", [shape.batch, gemm.k, gemm.n], gemm)
+        out.add(2, f"return %rp : {_packed_type(gemm)}")
+        out.add(0, "}")
+    kp_t, rp_t = (_packed_type(g) for _, g in packs.values())
+    out.add(0, f"func.func private @{name}(%q: {q_t}, %kt: {kt_t}, %r: {r_t}) -> {o_t} {{")
+    out.add(2, f"%ktp = func.call @{name}_pack_kt(%kt) : ({kt_t}) -> {kp_t}")
+    out.add(2, f"%rp = func.call @{name}_pack_r(%r) : ({r_t}) -> {rp_t}")
+    target = f"@{shape.symbol}::@{shape.symbol}"
+    if shape.batch is None:
+        out.add(2, "%c0 = arith.constant 0 : index")
+        out.add(2, f"%sB = tensor.dim %q, %c0 : {q_t}")
+        out.add(2, "%iB = arith.index_cast %sB : index to i32")
+        dyn = "{%sB}"
+        out.add(2, f"%o = flow.dispatch {target}[%sB](%q, %ktp, %rp, %iB) : "
+                   f"({q_t}{dyn}, {kp_t}{dyn}, {rp_t}{dyn}, i32) -> {o_t}{dyn}")  # fmt: skip
+    else:
+        out.add(2, f"%o = flow.dispatch {target}(%q, %ktp, %rp) : "
+                   f"({q_t}, {kp_t}, {rp_t}) -> {o_t}")  # fmt: skip
+    out.add(2, f"return %o : {o_t}")
+    out.add(0, "}")
+    return out.text()
+
+
+def fuse_attention(module) -> list[AttentionShape]:
+    """Replace each attention of `module` (an `iree.compiler.ir.Module` of linalg on tensors)
+    that the kernel serves by a dispatch of it; returns the shape of each one replaced."""
+    from iree.compiler import ir
+
+    f32 = ir.F32Type.get(module.context)
+    matches = [m for op in _walk(module.operation) if (m := _match(op)) is not None]
+    matches = [
+        m for m in matches
+        if all(ir.ShapedType(v.type).element_type == f32 for v in (m.q, m.kt, m.r))
+    ]  # fmt: skip
+    if not matches:
+        return []
+    sources: list[str] = []
+    helpers: dict[AttentionShape, str] = {}  # kernel -> the function calling it
+    for m in matches:
+        if m.shape not in helpers:
+            helpers[m.shape] = f"hrm_attention_call_{len(helpers)}"
+            sources += [attention_executable(m.shape), attention_call(helpers[m.shape], m.shape)]
+    extra = ir.Module.parse("\n".join(sources), module.context)
+    anchor = list(module.body.operations)[-1].operation
+    for op in list(extra.body.operations):
+        op.operation.move_after(anchor)
+        anchor = op.operation
+    for m in matches:
+        with ir.InsertionPoint(m.op), m.op.location:
+            r = m.r
+            if m.v is not None:  # V [B, heads, P, hd] -> [B * heads, P, hd]
+                v_dims = _dims(m.v)
+                r = ir.Operation.create(
+                    "tensor.collapse_shape",
+                    results=[ir.Type.parse(_tensor([m.shape.batch, *v_dims[2:]]))],
+                    operands=[m.v],
+                    attributes={"reassociation": ir.Attribute.parse("[[0, 1], [2], [3]]")},
+                ).result
+            call = ir.Operation.create(
+                "func.call",
+                results=[m.op.results[0].type],
+                operands=[m.q, m.kt, r],
+                attributes={"callee": ir.FlatSymbolRefAttr.get(helpers[m.shape])},
+            )
+        m.op.results[0].replace_all_uses_with(call.result)
+        operands = list(m.op.operands)
+        m.op.erase()
+        _erase_dead(operands)
+    return [m.shape for m in matches]
+
+
+# ops without side effects that `_erase_dead` may remove once nothing reads them
+_PURE = ("linalg.generic", "linalg.fill", "linalg.batch_matmul", "tensor.empty", "tensor.concat",
+         "tensor.expand_shape", "tensor.collapse_shape", "arith.constant")  # fmt: skip
+
+
+def _erase_dead(values: list[Any]) -> None:
+    """Erase the producers of `values` that nothing reads any more, and theirs in turn."""
+    work = [op for v in values if (op := _producer(v)) is not None]
+    while work:
+        op = work.pop()
+        if op.name not in _PURE or any(list(r.uses) for r in op.results):
+            continue
+        operands = list(op.operands)
+        work = [w for w in work if w != op]  # it may be there twice: never touch it erased
+        op.erase()
+        work += [p for v in operands if (p := _producer(v)) is not None]
