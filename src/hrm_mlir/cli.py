@@ -503,8 +503,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     on_kernels = ""
     if kernels or attention:
         with_code = f", {fused} with the elementwise code after them" if fused else ""
-        parts = [f"{kernels} GEMMs{with_code}"] + [f"{attention} attentions"] * bool(attention)
-        on_kernels = f" ({' and '.join(parts)} on hrm-mlir's AVX2 kernels)"
+        also = f"{',' if fused else ''} and {attention} attentions" if attention else ""
+        on_kernels = f" ({kernels} GEMMs{with_code}{also} on hrm-mlir's AVX2 kernels)"
     out.print(
         f"wrote {args.output} ({len(vmfb) / 2**20:.1f} MiB) for {options.target}{on_kernels}, "
         f"in {time.perf_counter() - start:.1f} s"
