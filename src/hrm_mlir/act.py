@@ -27,7 +27,7 @@ from torch_mlir.extras.fx_decomp_util import get_decomposition_table
 from torch_mlir.passmanager import PassManager
 
 from hrm_mlir.checkpoint import Checkpoint
-from hrm_mlir.compose import function_types, import_step, inline_parts
+from hrm_mlir.compose import import_step, inline_parts
 from hrm_mlir.config import Entry, OutputType
 from hrm_mlir.errors import ExportError
 from hrm_mlir.export import (
@@ -157,7 +157,7 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
                 "act_update",
             ):
                 op.attributes["sym_visibility"] = ir.StringAttr.get("private")
-        types = function_types(module)
+        types = _function_types(module)
         act = ir.Module.parse(_act_source(types))
         for op in list(act.body.operations):
             if op.attributes["sym_name"].value == "act":
@@ -176,6 +176,19 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
             PassManager.parse(INLINE_STEP).run(module.operation)
     parameters = externalize_if(options, module, hooks, model)  # inlined ops are plain ops
     return ExportedModule(module, cfg, options, parameters, notes)
+
+
+def _function_types(module: ir.Module) -> dict[str, tuple[list[str], list[str]]]:
+    out = {}
+    for op in module.body.operations:
+        if "function_type" not in op.attributes:
+            continue  # util.global of an external parameter
+        ftype = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
+        out[op.attributes["sym_name"].value] = (
+            [str(t) for t in ftype.inputs],
+            [str(t) for t in ftype.results],
+        )
+    return out
 
 
 def _act_source(types: dict[str, tuple[list[str], list[str]]]) -> str:

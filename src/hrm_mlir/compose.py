@@ -184,17 +184,3 @@ def _blocks(level: ReasoningModule) -> list[Block]:
 def inline_parts(module: ir.Module) -> None:
     """Inline every call of a part (after lowering) and drop the parts."""
     run_passes(module, INLINE_PARTS)
-
-
-def function_types(module: ir.Module) -> dict[str, tuple[list[str], list[str]]]:
-    """name -> (argument types, result types) of each function in `module`."""
-    out = {}
-    for op in module.body.operations:
-        if "function_type" not in op.attributes:
-            continue
-        ftype = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
-        out[op.attributes["sym_name"].value] = (
-            [str(t) for t in ftype.inputs],
-            [str(t) for t in ftype.results],
-        )
-    return out

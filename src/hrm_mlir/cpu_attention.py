@@ -40,6 +40,7 @@ from hrm_mlir.cpu_gemm import (
     _producer,
     _tensor,
     _walk,
+    register_tile,
 )
 
 # The score buffer lives on the stack of the dispatch: 6 rows of P floats must stay well inside
@@ -149,28 +150,6 @@ def _exp_constants(out: _Lines, i: int) -> None:
     out.add(i, f"%ex_shift = arith.constant dense<23> : {ivec}")
 
 
-def _tile(out: _Lines, i: int, result: str, upper: str, rhs: list[str], lhs) -> None:
-    """`result`:12 = the 6x16 register tile (as in `hrm_mlir.cpu_gemm`): for each of the 6 rows
-    r, the sum over %t < `upper` of the scalar `lhs(r)` times the 16 floats of `rhs` (two
-    8-float loads); both are ops written in terms of %t."""
-    vec = f"vector<{LANES}xf32>"
-    accs = ", ".join(f"%a{r}_{h} = %zero" for r in range(ROWS) for h in range(2))
-    types = ", ".join([vec] * (2 * ROWS))
-    out.add(i, f"{result}:{2 * ROWS} = scf.for %t = %c0 to {upper} step %c1 "
-               f"iter_args({accs}) -> ({types}) {{")  # fmt: skip
-    for h, load in enumerate(rhs):
-        out.add(i + 2, f"%rv{h} = {load}")
-    new = []
-    for r in range(ROWS):
-        out.add(i + 2, f"%x{r} = {lhs(r)}")
-        out.add(i + 2, f"%xv{r} = vector.broadcast %x{r} : f32 to {vec}")
-        for h in range(2):
-            out.add(i + 2, f"%f{r}_{h} = vector.fma %xv{r}, %rv{h}, %a{r}_{h} : {vec}")
-            new.append(f"%f{r}_{h}")
-    out.add(i + 2, f"scf.yield {', '.join(new)} : {types}")
-    out.add(i, "}")
-
-
 def attention_executable(shape: AttentionShape) -> str:
     """The `stream.executable` computing `shape`: one export named `shape.symbol` with bindings
     (Q, KT packed, R packed, O) and then, for a runtime batch, its size as an i32 operand.
@@ -248,8 +227,8 @@ def attention_executable(shape: AttentionShape) -> str:
     )
     # rows past the end repeat the last row: the same values, stored to the same place
     for r in range(ROWS):
-        out.add(i, f"%k{r} = arith.constant {r} : index")
-        out.add(i, f"%ru{r} = arith.addi %m0, %k{r} : index")
+        out.add(i, f"%sr{r} = arith.constant {r} : index")
+        out.add(i, f"%ru{r} = arith.addi %m0, %sr{r} : index")
         out.add(i, f"%row{r} = arith.minui %ru{r}, %cLastRow : index")
     # 1. S[r, c] = scale * Q[row r] . KT[:, c], keys from `keys` on -inf; the row maxima
     maxima = ", ".join(f"%mx{r} = %ninf" for r in range(ROWS))
@@ -258,8 +237,9 @@ def attention_executable(shape: AttentionShape) -> str:
         i, f"%max:{ROWS} = scf.for %j = %c0 to %cKP step %c1 iter_args({maxima}) -> ({types}) {{"
     )
     j = i + 2
-    loads = [f"vector.load %KT[%b, %j, %t, %c{8 * h}] : {kt_t}, {vec}" for h in range(2)]
-    _tile(out, j, "%s", "%cD", loads, lambda r: f"memref.load %Q[%b, %row{r}, %t] : {q_t}")
+    loads = [f"vector.load %KT[%b, %j, %k, %c{LANES * h}] : {kt_t}, {vec}" for h in range(2)]
+    rows = [f"memref.load %Q[%b, %row{r}, %k] : {q_t}" for r in range(ROWS)]
+    register_tile(out, j, "%s", "%cD", loads, rows)
     out.add(j, "%col0 = arith.muli %j, %c16 : index")
     out.add(j, "%col1 = arith.addi %col0, %c8 : index")
     for h in range(2):
@@ -281,7 +261,7 @@ def attention_executable(shape: AttentionShape) -> str:
                 f"""
                 %sc{r}_{h} = arith.mulf %s#{2 * r + h}, %scale : {vec}
                 %sm{r}_{h} = arith.select %masked{h}, %ninf, %sc{r}_{h} : vector<{LANES}xi1>, {vec}
-                vector.store %sm{r}_{h}, %S[%k{r}, %col{h}] : {s_t}, {vec}
+                vector.store %sm{r}_{h}, %S[%sr{r}, %col{h}] : {s_t}, {vec}
                 %m{r}_{h} = arith.maximumf {m}, %sm{r}_{h} : {vec}
                 """,
             )
@@ -296,10 +276,10 @@ def attention_executable(shape: AttentionShape) -> str:
         out.add(
             i, f"%l{r} = scf.for %c = %c0 to %cW step %c8 iter_args(%acc = %zero) -> ({vec}) {{"
         )
-        out.add(i + 2, f"%x = vector.load %S[%k{r}, %c] : {s_t}, {vec}")
+        out.add(i + 2, f"%x = vector.load %S[%sr{r}, %c] : {s_t}, {vec}")
         out.add(i + 2, f"%y = arith.subf %x, %mv{r} : {vec}")
         _exp(out, i + 2, "%y", "%e")
-        out.add(i + 2, f"vector.store %e, %S[%k{r}, %c] : {s_t}, {vec}")
+        out.add(i + 2, f"vector.store %e, %S[%sr{r}, %c] : {s_t}, {vec}")
         out.add(i + 2, f"%sum = arith.addf %acc, %e : {vec}")
         out.add(i + 2, f"scf.yield %sum : {vec}")
         out.add(i, "}")
@@ -313,8 +293,10 @@ def attention_executable(shape: AttentionShape) -> str:
     for panel in range(shape.out_panels):
         res = f"%o{panel}"
         out.add(i, f"%pn{panel} = arith.constant {panel} : index")
-        loads = [f"vector.load %R[%b, %pn{panel}, %t, %c{8 * h}] : {r_t}, {vec}" for h in range(2)]
-        _tile(out, i, res, "%cKeys", loads, lambda r: f"memref.load %S[%k{r}, %t] : {s_t}")
+        pn = f"%pn{panel}"
+        loads = [f"vector.load %R[%b, {pn}, %k, %c{LANES * h}] : {r_t}, {vec}" for h in range(2)]
+        rows = [f"memref.load %S[%sr{r}, %k] : {s_t}" for r in range(ROWS)]
+        register_tile(out, i, res, "%cKeys", loads, rows)
         for h in range(2):
             col = panel * PANEL + h * LANES
             if col >= shape.n:

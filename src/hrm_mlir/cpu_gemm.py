@@ -285,6 +285,43 @@ def gemm_executable(shape: GemmShape) -> str:
     return out.text()
 
 
+def register_tile(
+    out: _Lines,
+    i: int,
+    result: str,
+    upper: str,
+    rhs: Sequence[str],
+    lhs: Sequence[str],
+    extra: Sequence[str] = (),
+) -> None:
+    """`result`:2*len(lhs) = a register tile of len(lhs) <= 6 rows x 16 columns: for each row r,
+    the sum over %k < `upper` of the scalar that op `lhs[r]` loads times the 16 floats that the
+    two 8-float ops `rhs` load (ops written in terms of %k; %c0 and %c1 must be defined).
+    `extra` ops (a prefetch) go in the loop after the `rhs` loads."""
+    vec = f"vector<{LANES}xf32>"
+    accs = [f"%acc{r}_{h}" for r in range(len(lhs)) for h in range(2)]
+    types = ", ".join([vec] * len(accs))
+    carried = ", ".join(f"{a} = %zero" for a in accs)
+    out.add(
+        i,
+        f"{result}:{len(accs)} = scf.for %k = %c0 to {upper} step %c1 "
+        f"iter_args({carried}) -> ({types}) {{",
+    )
+    for h, load in enumerate(rhs):
+        out.add(i + 2, f"%r{h}v = {load}")
+    for op in extra:
+        out.add(i + 2, op)
+    new = []
+    for r, load in enumerate(lhs):
+        out.add(i + 2, f"%a{r} = {load}")
+        out.add(i + 2, f"%v{r} = vector.broadcast %a{r} : f32 to {vec}")
+        for h in range(2):
+            out.add(i + 2, f"%s{r}_{h} = vector.fma %v{r}, %r{h}v, %acc{r}_{h} : {vec}")
+            new.append(f"%s{r}_{h}")
+    out.add(i + 2, f"scf.yield {', '.join(new)} : {types}")
+    out.add(i, "}")
+
+
 class _TileWriter:
     """Writes one register tile: `rows` x 16 outputs at rows `row0`.. and columns %n0.., the
     sum over all k of A[row, k] * R[panel, k, :]."""
@@ -295,33 +332,15 @@ class _TileWriter:
 
     def write(self, i: int, rows: int, row0: str, *, prefetch: bool = False) -> None:
         out, b, vec = self.out, self.b, f"vector<{LANES}xf32>"
-        accs = [f"%acc{r}_{h}" for r in range(rows) for h in range(2)]
-        types = ", ".join([vec] * len(accs))
         row = [out.fresh("row") for _ in range(rows)]
         for r in range(rows):
             out.add(i, f"{row[r]} = arith.addi {row0}, %r{r} : index")
         res = out.fresh("res")
-        carried = ", ".join(f"{a} = %zero" for a in accs)
-        out.add(
-            i,
-            f"{res}:{len(accs)} = scf.for %k = %c0 to %cK step %c1 "
-            f"iter_args({carried}) -> ({types}) {{",
-        )
-        out.add(i + 2, f"%r0v = vector.load %R[{b}%p, %k, %c0] : {self.r_t}, {vec}")
-        out.add(i + 2, f"%r1v = vector.load %R[{b}%p, %k, %c8] : {self.r_t}, {vec}")
-        if prefetch:
-            out.add(
-                i + 2, f"memref.prefetch %R[{b}%pn, %k, %c0], read, locality<3>, data : {self.r_t}"
-            )
-        new = []
-        for r in range(rows):
-            out.add(i + 2, f"%a{r} = memref.load %A[{b}{row[r]}, %k] : {self.a_t}")
-            out.add(i + 2, f"%v{r} = vector.broadcast %a{r} : f32 to {vec}")
-            for h in range(2):
-                out.add(i + 2, f"%s{r}_{h} = vector.fma %v{r}, %r{h}v, %acc{r}_{h} : {vec}")
-                new.append(f"%s{r}_{h}")
-        out.add(i + 2, f"scf.yield {', '.join(new)} : {types}")
-        out.add(i, "}")
+        loads = [f"vector.load %R[{b}%p, %k, %c{LANES * h}] : {self.r_t}, {vec}" for h in range(2)]
+        next_panel = f"memref.prefetch %R[{b}%pn, %k, %c0], read, locality<3>, data : {self.r_t}"
+        extra = [next_panel] if prefetch else []
+        lhs = [f"memref.load %A[{b}{row[r]}, %k] : {self.a_t}" for r in range(rows)]
+        register_tile(out, i, res, "%cK", loads, lhs, extra)
         epilogue = self.shape.epilogue
         for r in range(rows):
             if epilogue is not None:
