@@ -182,6 +182,8 @@ def test_step_on_gemm_kernels_matches_pytorch(output_type, batch):
     blocks = cfg.H_cycles * (cfg.L_cycles * cfg.L_layers + cfg.H_layers)
     fused = output_type != OutputType.STABLEHLO
     assert stats["attention_kernels"] == (blocks if fused else 0)
+    # and their q, k and v made from the projection by one dispatch (hrm_mlir.cpu_qkv)
+    assert stats["qkv_kernels"] == stats["attention_kernels"]
     assert stats["gemm_kernels"] == (4 if fused else 6) * blocks
     # SwiGLU's silu(gate) * up computed in gate_up's kernel; not with a symbolic batch, whose
     # halves are sliced to a runtime size the rewrite cannot prove is the whole batch

@@ -499,12 +499,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
     )
     print_notes(notes)
     kernels, fused = stats.get("gemm_kernels", 0), stats.get("fused_epilogues", 0)
-    attention = stats.get("attention_kernels", 0)
+    attention, qkv = stats.get("attention_kernels", 0), stats.get("qkv_kernels", 0)
     on_kernels = ""
     if kernels or attention:
-        with_code = f", {fused} with the elementwise code after them" if fused else ""
-        also = f"{',' if fused else ''} and {attention} attentions" if attention else ""
-        on_kernels = f" ({kernels} GEMMs{with_code}{also} on hrm-mlir's AVX2 kernels)"
+        parts = [f"{kernels} GEMMs"]
+        if fused:
+            parts.append(f"{fused} with the elementwise code after them")
+        if attention:
+            parts.append(f"{attention} attentions")
+        if qkv:
+            parts.append(f"{qkv} q/k/v preparations")
+        listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+        on_kernels = f" ({listed} on hrm-mlir's AVX2 kernels)"
     out.print(
         f"wrote {args.output} ({len(vmfb) / 2**20:.1f} MiB) for {options.target}{on_kernels}, "
         f"in {time.perf_counter() - start:.1f} s"

@@ -21,6 +21,7 @@ from iree.compiler import tools as iree_tools
 from hrm_mlir.config import DType, OutputType, _ChoiceEnum
 from hrm_mlir.cpu_attention import AttentionShape, fuse_attention
 from hrm_mlir.cpu_gemm import GemmShape, rewrite_gemms
+from hrm_mlir.cpu_qkv import QkvShape
 from hrm_mlir.errors import CompileError, HrmMlirError, first_line
 from hrm_mlir.fileio import write_atomic
 
@@ -281,7 +282,7 @@ def compile_module(
         flags = options.flags(dtype, external_parameters=external)
         fast_path, fast_dialect = path, dialect
         kernels: list[GemmShape] = []
-        attention: list[AttentionShape] = []
+        attention: list[tuple[AttentionShape, QkvShape | None]] = []
         if options.use_gemm_kernels():
             fast_path, fast_dialect, kernels, attention = _with_gemm_kernels(
                 path, dialect, Path(tmp)
@@ -309,6 +310,7 @@ def compile_module(
         stats["gemm_kernels"] = len(kernels)
         stats["fused_epilogues"] = sum(k.epilogue is not None for k in kernels)
         stats["attention_kernels"] = len(attention)
+        stats["qkv_kernels"] = sum(qkv is not None for _, qkv in attention)
     if output is not None:
         write_atomic(output, vmfb)
     return vmfb
@@ -316,7 +318,7 @@ def compile_module(
 
 def _with_gemm_kernels(
     path: Path, dialect: OutputType, tmp: Path
-) -> tuple[Path, OutputType, list[GemmShape], list[AttentionShape]]:
+) -> tuple[Path, OutputType, list[GemmShape], list[tuple[AttentionShape, QkvShape | None]]]:
     """`path` with its attention on `hrm_mlir.cpu_attention`'s kernel and its other float32
     GEMMs on `hrm_mlir.cpu_gemm`'s: (the new file, its dialect, the GEMM kernels' shapes, the
     attention kernels' shapes), or `path` itself and [], [] where there are none.

@@ -42,6 +42,7 @@ from hrm_mlir.cpu_gemm import (
     _walk,
     register_tile,
 )
+from hrm_mlir.cpu_qkv import QkvShape, match_qkv, qkv_dispatch, qkv_executable
 
 # The score buffer lives on the stack of the dispatch: 6 rows of P floats must stay well inside
 # IREE's stack limit (`SAFE_STACK_BYTES`) and L1 (32 KB).
@@ -597,25 +598,59 @@ def attention_call(name: str, shape: AttentionShape) -> str:
     out.add(0, f"func.func private @{name}(%q: {q_t}, %kt: {kt_t}, %r: {r_t}) -> {o_t} {{")
     out.add(2, f"%ktp = func.call @{name}_pack_kt(%kt) : ({kt_t}) -> {kp_t}")
     out.add(2, f"%rp = func.call @{name}_pack_r(%r) : ({r_t}) -> {rp_t}")
+    _dispatch(out, shape)
+    out.add(0, "}")
+    return out.text()
+
+
+def attention_qkv_call(name: str, shape: AttentionShape, qkv: QkvShape) -> str:
+    """A private function `@name(E, cos, sin) -> O` (`@name(E) -> O` without RoPE): `qkv`'s
+    dispatch makes the kernel's operands from the projection E and the [S, 1, hd] tables, then
+    `shape`'s kernel runs on them."""
+    t = qkv.types("tensor")
+    table = _tensor([qkv.seq, 1, qkv.depth])
+    o_t = _tensor(shape.dims(shape.length, shape.n + shape.sums))
+    out = _Lines()
+    if qkv.rope:
+        out.add(0, f"func.func private @{name}(%e: {t['e']}, %cos: {table}, %sin: {table}) "
+                   f"-> {o_t} {{")  # fmt: skip
+        for x in ("cos", "sin"):
+            out.add(2, f"%{x}2 = tensor.collapse_shape %{x} [[0], [1, 2]] : {table} "
+                       f"into {t['table']}")  # fmt: skip
+    else:
+        out.add(0, f"func.func private @{name}(%e: {t['e']}) -> {o_t} {{")
+    qkv_dispatch(out, 2, qkv, "%e", ("%cos2", "%sin2"))
+    _dispatch(out, shape, kt="%ktp", r="%vp")
+    out.add(0, "}")
+    return out.text()
+
+
+def _dispatch(out: _Lines, shape: AttentionShape, kt: str = "%ktp", r: str = "%rp") -> None:
+    """The kernel's dispatch on %q and the packed `kt` and `r`, and the return of its result."""
+    p, d = shape.length, shape.depth
+    q_t = _tensor(shape.dims(p, d))
+    o_t = _tensor(shape.dims(p, shape.n + shape.sums))
+    kp_t = _packed_type(GemmShape(shape.batch, None, shape.depth, shape.length))
+    rp_t = _packed_type(GemmShape(shape.batch, None, shape.length, shape.n))
     target = f"@{shape.symbol}::@{shape.symbol}"
     if shape.batch is None:
         out.add(2, "%c0 = arith.constant 0 : index")
         out.add(2, f"%sB = tensor.dim %q, %c0 : {q_t}")
         out.add(2, "%iB = arith.index_cast %sB : index to i32")
         dyn = "{%sB}"
-        out.add(2, f"%o = flow.dispatch {target}[%sB](%q, %ktp, %rp, %iB) : "
+        out.add(2, f"%o = flow.dispatch {target}[%sB](%q, {kt}, {r}, %iB) : "
                    f"({q_t}{dyn}, {kp_t}{dyn}, {rp_t}{dyn}, i32) -> {o_t}{dyn}")  # fmt: skip
     else:
-        out.add(2, f"%o = flow.dispatch {target}(%q, %ktp, %rp) : "
+        out.add(2, f"%o = flow.dispatch {target}(%q, {kt}, {r}) : "
                    f"({q_t}, {kp_t}, {rp_t}) -> {o_t}")  # fmt: skip
     out.add(2, f"return %o : {o_t}")
-    out.add(0, "}")
-    return out.text()
 
 
-def fuse_attention(module) -> list[AttentionShape]:
+def fuse_attention(module) -> list[tuple[AttentionShape, QkvShape | None]]:
     """Replace each attention of `module` (an `iree.compiler.ir.Module` of linalg on tensors)
-    that the kernel serves by a dispatch of it; returns the shape of each one replaced."""
+    that the kernel serves by a dispatch of it, and the code making its q, k and v from the qkv
+    projection by `hrm_mlir.cpu_qkv`'s dispatch where that recognizes it; returns the shape of
+    each attention replaced, and of the qkv dispatch (or None)."""
     from iree.compiler import ir
 
     f32 = ir.F32Type.get(module.context)
@@ -626,44 +661,69 @@ def fuse_attention(module) -> list[AttentionShape]:
     ]  # fmt: skip
     if not matches:
         return []
+    # q, k and v straight from the projection where the code between is the exporter's
+    prepared = [
+        None if m.v is None else match_qkv(m.q, m.kt, m.v, m.shape.length, m.shape.keys)
+        for m in matches
+    ]
     sources: list[str] = []
-    helpers: dict[AttentionShape, str] = {}  # kernel -> the function calling it
-    for m in matches:
-        if m.shape not in helpers:
-            helpers[m.shape] = f"hrm_attention_call_{len(helpers)}"
-            sources += [attention_executable(m.shape), attention_call(helpers[m.shape], m.shape)]
+    helpers: dict[tuple, str] = {}  # (kernel, qkv kernel or None) -> the function calling it
+    executables: set[str] = set()
+    for m, qkv in zip(matches, prepared, strict=True):
+        key = (m.shape, None if qkv is None else qkv.shape)
+        if key in helpers:
+            continue
+        helpers[key] = name = f"hrm_attention_call_{len(helpers)}"
+        if m.shape.symbol not in executables:
+            executables.add(m.shape.symbol)
+            sources.append(attention_executable(m.shape))
+        if qkv is None:
+            sources.append(attention_call(name, m.shape))
+            continue
+        if qkv.shape.symbol not in executables:
+            executables.add(qkv.shape.symbol)
+            sources.append(qkv_executable(qkv.shape))
+        sources.append(attention_qkv_call(name, m.shape, qkv.shape))
     extra = ir.Module.parse("\n".join(sources), module.context)
     anchor = list(module.body.operations)[-1].operation
     for op in list(extra.body.operations):
         op.operation.move_after(anchor)
         anchor = op.operation
-    for m in matches:
+    for m, qkv in zip(matches, prepared, strict=True):
         with ir.InsertionPoint(m.op), m.op.location:
-            r = m.r
-            if m.v is not None:  # V [B, heads, P, hd] -> [B * heads, P, hd]
-                v_dims = _dims(m.v)
-                r = ir.Operation.create(
-                    "tensor.collapse_shape",
-                    results=[ir.Type.parse(_tensor([m.shape.batch, *v_dims[2:]]))],
-                    operands=[m.v],
-                    attributes={"reassociation": ir.Attribute.parse("[[0, 1], [2], [3]]")},
-                ).result
+            if qkv is not None:
+                operands = [qkv.e, qkv.cos, qkv.sin] if qkv.shape.rope else [qkv.e]
+            else:
+                r = m.r
+                if m.v is not None:  # V [B, heads, P, hd] -> [B * heads, P, hd]
+                    v_dims = _dims(m.v)
+                    r = ir.Operation.create(
+                        "tensor.collapse_shape",
+                        results=[ir.Type.parse(_tensor([m.shape.batch, *v_dims[2:]]))],
+                        operands=[m.v],
+                        attributes={"reassociation": ir.Attribute.parse("[[0, 1], [2], [3]]")},
+                    ).result
+                operands = [m.q, m.kt, r]
+            key = (m.shape, None if qkv is None else qkv.shape)
             call = ir.Operation.create(
                 "func.call",
                 results=[m.op.results[0].type],
-                operands=[m.q, m.kt, r],
-                attributes={"callee": ir.FlatSymbolRefAttr.get(helpers[m.shape])},
+                operands=operands,
+                attributes={"callee": ir.FlatSymbolRefAttr.get(helpers[key])},
             )
         m.op.results[0].replace_all_uses_with(call.result)
         operands = list(m.op.operands)
         m.op.erase()
         _erase_dead(operands)
-    return [m.shape for m in matches]
+    return [
+        (m.shape, None if q is None else q.shape) for m, q in zip(matches, prepared, strict=True)
+    ]
 
 
 # ops without side effects that `_erase_dead` may remove once nothing reads them
-_PURE = ("linalg.generic", "linalg.fill", "linalg.batch_matmul", "tensor.empty", "tensor.concat",
-         "tensor.expand_shape", "tensor.collapse_shape", "arith.constant")  # fmt: skip
+_PURE = ("linalg.generic", "linalg.fill", "linalg.batch_matmul", "linalg.transpose", "tensor.empty",
+         "tensor.concat", "tensor.pad", "tensor.extract_slice", "tensor.expand_shape",
+         "tensor.collapse_shape", "arith.constant")  # fmt: skip
 
 
 def _erase_dead(values: list[Any]) -> None:
