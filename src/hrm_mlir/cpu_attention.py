@@ -40,6 +40,8 @@ from hrm_mlir.cpu_gemm import (
     _producer,
     _tensor,
     _walk,
+    close_executable,
+    open_executable,
     register_tile,
 )
 from hrm_mlir.cpu_qkv import QkvShape, match_qkv, qkv_dispatch, qkv_executable
@@ -169,25 +171,9 @@ def attention_executable(shape: AttentionShape) -> str:
     s_t = f"memref<{ROWS}x{width}xf32>"
     vec, ivec = f"vector<{LANES}xf32>", f"vector<{LANES}xi32>"
     out = _Lines()
-    out.add(0, f"stream.executable private @{shape.symbol} {{")
-    workload = "%wB: index" if shape.batch is None else ""
-    out.add(
-        2,
-        f"stream.executable.export public @{shape.symbol} workgroups({workload}) "
-        "-> (index, index, index) {",
-    )
-    out.add(4, f"%gx = arith.constant {-(-p // ROWS)} : index")
-    out.add(4, "%gy = arith.constant 1 : index")
-    gz = "%wB"
-    if shape.batch is not None:
-        gz = "%gz"
-        out.add(4, f"%gz = arith.constant {shape.batch} : index")
-    out.add(4, f"stream.return %gx, %gy, {gz} : index, index, index")
-    out.add(2, "}")
-    out.add(2, "builtin.module {")
-    args = ["%qb: !stream.binding", "%kb: !stream.binding", "%rb: !stream.binding"]
-    args += ["%ob: !stream.binding"] + (["%iB: i32"] if shape.batch is None else [])
-    out.add(4, f"func.func @{shape.symbol}({', '.join(args)}) {{")
+    workload = ["B"] if shape.batch is None else []
+    gz = "%wB" if shape.batch is None else shape.batch
+    open_executable(out, shape.symbol, workload, (-(-p // ROWS), 1, gz), ("q", "k", "r", "o"))
     i = 6
     out.block(
         i,
@@ -307,9 +293,7 @@ def attention_executable(shape: AttentionShape) -> str:
             for r in range(ROWS):
                 out.add(i, f"vector.store {res}#{2 * r + h}, %O[%b, %row{r}, {oc}] : {o_t}, {vec}")
     out.add(i, "return")
-    out.add(4, "}")
-    out.add(2, "}")
-    out.add(0, "}")
+    close_executable(out)
     return out.text()
 
 

@@ -172,6 +172,47 @@ class _Lines:
         return "\n".join(self.lines)
 
 
+def open_executable(
+    out: _Lines,
+    symbol: str,
+    workload: Sequence[str],
+    grid: Sequence[int | str],
+    bindings: Sequence[str],
+) -> None:
+    """Open `stream.executable @symbol` with one export of that name and its function, whose
+    body the caller writes at indent 6 and ends with `close_executable`. `workload`: the names
+    of the runtime sizes (%wX in the workgroup count, i32 operands %iX after the bindings %Xb);
+    `grid`: the workgroup count x, y, z, each an integer, an SSA value (%wX) or an op computing
+    it from the %wX."""
+    out.add(0, f"stream.executable private @{symbol} {{")
+    params = ", ".join(f"%w{name}: index" for name in workload)
+    out.add(
+        2,
+        f"stream.executable.export public @{symbol} workgroups({params}) "
+        "-> (index, index, index) {",
+    )
+    counts = []
+    for axis, count in zip("xyz", grid, strict=True):
+        if isinstance(count, str) and count.startswith("%"):
+            counts.append(count)
+            continue
+        value = f"arith.constant {count} : index" if isinstance(count, int) else count
+        out.add(4, f"%g{axis} = {value}")
+        counts.append(f"%g{axis}")
+    out.add(4, f"stream.return {', '.join(counts)} : index, index, index")
+    out.add(2, "}")
+    out.add(2, "builtin.module {")
+    args = [f"%{b}b: !stream.binding" for b in bindings] + [f"%i{n}: i32" for n in workload]
+    out.add(4, f"func.func @{symbol}({', '.join(args)}) {{")
+
+
+def close_executable(out: _Lines) -> None:
+    """Close what `open_executable` opened (the body's return written)."""
+    out.add(4, "}")
+    out.add(2, "}")
+    out.add(0, "}")
+
+
 def gemm_executable(shape: GemmShape) -> str:
     """The `stream.executable` computing `shape`: one export named `shape.symbol` with bindings
     (A, packed R, C) and then, as i32 operands, the runtime sizes (batch, then m)."""
@@ -183,29 +224,13 @@ def gemm_executable(shape: GemmShape) -> str:
     c_t = _memref(shape.dims(shape.m, shape.n_out))
     sizes = [(name, v) for name, v in (("B", shape.batch), ("M", shape.m)) if v is None]
     out = _Lines()
-    out.add(0, f"stream.executable private @{shape.symbol} {{")
-    workload = ", ".join(f"%w{name}: index" for name, _ in sizes)
-    out.add(
-        2,
-        f"stream.executable.export public @{shape.symbol} workgroups({workload}) "
-        "-> (index, index, index) {",
-    )
-    out.add(4, f"%gx = arith.constant {np_} : index")
     if shape.m is None:
-        out.add(4, f"%gy = affine.apply affine_map<()[s0] -> (s0 ceildiv {mb})>()[%wM]")
+        gy: int | str = f"affine.apply affine_map<()[s0] -> (s0 ceildiv {mb})>()[%wM]"
     else:
-        out.add(4, f"%gy = arith.constant {-(-shape.m // mb)} : index")
-    if shape.batch is None:
-        gz = "%wB"
-    else:
-        gz = "%gz"
-        out.add(4, f"%gz = arith.constant {max(shape.batch, 1)} : index")
-    out.add(4, f"stream.return %gx, %gy, {gz} : index, index, index")
-    out.add(2, "}")
-    out.add(2, "builtin.module {")
-    args = ["%ab: !stream.binding", "%rb: !stream.binding", "%cb: !stream.binding"]
-    args += [f"%i{name}: i32" for name, _ in sizes]
-    out.add(4, f"func.func @{shape.symbol}({', '.join(args)}) {{")
+        gy = -(-shape.m // mb)
+    gz = "%wB" if shape.batch is None else max(shape.batch, 1)
+    workload = [name for name, _ in sizes]
+    open_executable(out, shape.symbol, workload, (np_, gy, gz), ("a", "r", "c"))
     i = 6
     constants = [
         ("c0", 0),
@@ -279,9 +304,7 @@ def gemm_executable(shape: GemmShape) -> str:
     out.add(i, "default {")
     out.add(i, "}")
     out.add(i, "return")
-    out.add(4, "}")
-    out.add(2, "}")
-    out.add(0, "}")
+    close_executable(out)
     return out.text()
 
 

@@ -30,7 +30,17 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from hrm_mlir.cpu_gemm import LANES, PANEL, _dims, _Lines, _memref, _producer, _tensor
+from hrm_mlir.cpu_gemm import (
+    LANES,
+    PANEL,
+    _dims,
+    _Lines,
+    _memref,
+    _producer,
+    _tensor,
+    close_executable,
+    open_executable,
+)
 
 
 @dataclass(frozen=True)
@@ -88,27 +98,11 @@ def qkv_executable(shape: QkvShape) -> str:
     m = shape.types("memref")
     vec = f"vector<{LANES}xf32>"
     out = _Lines()
-    out.add(0, f"stream.executable private @{shape.symbol} {{")
-    workload = "%wB: index" if shape.batch is None else ""
-    out.add(
-        2,
-        f"stream.executable.export public @{shape.symbol} workgroups({workload}) "
-        "-> (index, index, index) {",
-    )
-    out.add(4, f"%gx = arith.constant {shape.key_panels} : index")
-    out.add(4, f"%gy = arith.constant {shape.heads} : index")
-    gz = "%wB"
-    if shape.batch is not None:
-        gz = "%gz"
-        out.add(4, f"%gz = arith.constant {shape.batch} : index")
-    out.add(4, f"stream.return %gx, %gy, {gz} : index, index, index")
-    out.add(2, "}")
-    out.add(2, "builtin.module {")
     inputs = ["e", "cos", "sin"] if shape.rope else ["e"]
     bindings = [*inputs, "q", "kt", "v"]
-    args = [f"%{b}b: !stream.binding" for b in bindings]
-    args += ["%iB: i32"] if shape.batch is None else []
-    out.add(4, f"func.func @{shape.symbol}({', '.join(args)}) {{")
+    workload = ["B"] if shape.batch is None else []
+    gz = "%wB" if shape.batch is None else shape.batch
+    open_executable(out, shape.symbol, workload, (shape.key_panels, shape.heads, gz), bindings)
     i = 6
     out.block(
         i,
@@ -216,9 +210,7 @@ def qkv_executable(shape: QkvShape) -> str:
     i -= 2
     out.add(i, "}")
     out.add(i, "return")
-    out.add(4, "}")
-    out.add(2, "}")
-    out.add(0, "}")
+    close_executable(out)
     return out.text()
 
 
