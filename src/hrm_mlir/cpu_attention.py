@@ -22,7 +22,6 @@ division by the row sums stays IREE's. Anything else is left to `hrm_mlir.cpu_ge
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +42,7 @@ from hrm_mlir.cpu_gemm import (
     close_executable,
     open_executable,
     register_tile,
+    shape_symbol,
 )
 from hrm_mlir.cpu_qkv import QkvShape, match_qkv, qkv_dispatch, qkv_executable
 
@@ -80,9 +80,7 @@ class AttentionShape:
 
     @property
     def symbol(self) -> str:
-        digest = hashlib.sha1(repr(self).encode()).hexdigest()[:8]
-        b = "dyn" if self.batch is None else self.batch
-        return f"hrm_attention_{b}x{self.length}x{self.depth}x{self.n}_{digest}"
+        return shape_symbol("hrm_attention", self, self.length, self.depth, self.n)
 
     @property
     def key_panels(self) -> int:

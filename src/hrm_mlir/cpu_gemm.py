@@ -172,6 +172,13 @@ class _Lines:
         return "\n".join(self.lines)
 
 
+def shape_symbol(stem: str, shape: Any, *dims: int) -> str:
+    """A kernel's name: `stem`_<batch, or dyn>x<dims>_<digest of `shape`>, one per shape."""
+    digest = hashlib.sha1(repr(shape).encode()).hexdigest()[:8]
+    sizes = ["dyn" if shape.batch is None else str(shape.batch), *map(str, dims)]
+    return f"{stem}_{'x'.join(sizes)}_{digest}"
+
+
 def open_executable(
     out: _Lines,
     symbol: str,

@@ -26,7 +26,6 @@ dispatches and the packs of `hrm_mlir.cpu_attention.attention_call`.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +39,7 @@ from hrm_mlir.cpu_gemm import (
     _tensor,
     close_executable,
     open_executable,
+    shape_symbol,
 )
 
 
@@ -62,9 +62,7 @@ class QkvShape:
 
     @property
     def symbol(self) -> str:
-        digest = hashlib.sha1(repr(self).encode()).hexdigest()[:8]
-        b = "dyn" if self.batch is None else self.batch
-        return f"hrm_qkv_{b}x{self.seq}x{self.heads}x{self.depth}_{digest}"
+        return shape_symbol("hrm_qkv", self, self.seq, self.heads, self.depth)
 
     @property
     def key_panels(self) -> int:
@@ -120,6 +118,8 @@ def qkv_executable(shape: QkvShape) -> str:
     )
     for j in range(0, d, LANES):
         out.add(i, f"%d{j} = arith.constant {j} : index")
+    for panel in range(d // PANEL):
+        out.add(i, f"%vp{panel} = arith.constant {panel} : index")
     dyn: dict[str, str] = {}  # binding -> its runtime size
     if shape.batch is None:
         out.add(i, "%B = arith.index_castui %iB : i32 to index")
@@ -151,24 +151,21 @@ def qkv_executable(shape: QkvShape) -> str:
     # q -> Q[bh, s, :]; k -> kbuf, then KTp[bh, t, :, j]; RoPE on both
     for head, store in (("%h", "q"), ("%hk", "k")):
         for j in range(0, half if shape.rope else d, LANES):
-            pair = [(j, None)] if not shape.rope else [(j, j + half)]
-            for lo, hi in pair:
-                x1 = out.fresh("x")
-                out.add(i, f"{x1} = vector.load %E[%b, %s, {head}, %d{lo}] : {m['e']}, {vec}")
-                if hi is None:
-                    results = [(lo, x1)]
+            x1 = out.fresh("x")
+            out.add(i, f"{x1} = vector.load %E[%b, %s, {head}, %d{j}] : {m['e']}, {vec}")
+            results = [(j, x1)]
+            if shape.rope:
+                x2 = out.fresh("x")
+                out.add(i, f"{x2} = vector.load %E[%b, %s, {head}, %d{j + half}] : {m['e']}, {vec}")
+                results = [
+                    (j, _rotate(out, i, x1, x2, j, negate=True, m=m)),
+                    (j + half, _rotate(out, i, x2, x1, j + half, negate=False, m=m)),
+                ]
+            for col, value in results:
+                if store == "q":
+                    out.add(i, f"vector.store {value}, %Q[%bh, %s, %d{col}] : {m['q']}, {vec}")
                 else:
-                    x2 = out.fresh("x")
-                    out.add(i, f"{x2} = vector.load %E[%b, %s, {head}, %d{hi}] : {m['e']}, {vec}")
-                    results = [
-                        (lo, _rotate(out, i, x1, x2, lo, negate=True, m=m)),
-                        (hi, _rotate(out, i, x2, x1, hi, negate=False, m=m)),
-                    ]
-                for col, value in results:
-                    if store == "q":
-                        out.add(i, f"vector.store {value}, %Q[%bh, %s, %d{col}] : {m['q']}, {vec}")
-                    else:
-                        out.add(i, f"vector.store {value}, %kbuf[%d{col}] : memref<{d}xf32>, {vec}")
+                    out.add(i, f"vector.store {value}, %kbuf[%d{col}] : memref<{d}xf32>, {vec}")
     out.block(
         i,
         f"""
@@ -183,8 +180,7 @@ def qkv_executable(shape: QkvShape) -> str:
         panel, col = divmod(j, PANEL)
         x = out.fresh("x")
         out.add(i, f"{x} = vector.load %E[%b, %s, %hv, %d{j}] : {m['e']}, {vec}")
-        out.add(i, f"%vp{j} = arith.constant {panel} : index")
-        out.add(i, f"vector.store {x}, %V[%bh, %vp{j}, %s, %d{col}] : {m['v']}, {vec}")
+        out.add(i, f"vector.store {x}, %V[%bh, %vp{panel}, %s, %d{col}] : {m['v']}, {vec}")
     i -= 2
     out.add(i, "} else {")
     i += 2
@@ -194,8 +190,7 @@ def qkv_executable(shape: QkvShape) -> str:
     for j in range(0, d, LANES):
         panel, col = divmod(j, PANEL)
         out.add(i + 2, f"vector.store %zero, %Q[%bh, %s, %d{j}] : {m['q']}, {vec}")
-        out.add(i + 2, f"%zp{j} = arith.constant {panel} : index")
-        out.add(i + 2, f"vector.store %zero, %V[%bh, %zp{j}, %s, %d{col}] : {m['v']}, {vec}")
+        out.add(i + 2, f"vector.store %zero, %V[%bh, %vp{panel}, %s, %d{col}] : {m['v']}, {vec}")
     out.add(i, "}")
     out.block(
         i,
