@@ -264,7 +264,8 @@ def compile_module(
             used instead.
         stats: receives `gemm_kernels`, the number of GEMMs given to `hrm_mlir.cpu_gemm`,
             `fused_epilogues`, how many of them also compute the elementwise code after them,
-            and `attention_kernels`, the attentions given to `hrm_mlir.cpu_attention`.
+            `attention_kernels`, the attentions given to `hrm_mlir.cpu_attention`, and
+            `qkv_kernels`, how many of them take q, k and v from `hrm_mlir.cpu_qkv`.
     Returns:
         The .vmfb bytes.
     Raises:
@@ -321,7 +322,8 @@ def _with_gemm_kernels(
 ) -> tuple[Path, OutputType, list[GemmShape], list[tuple[AttentionShape, QkvShape | None]]]:
     """`path` with its attention on `hrm_mlir.cpu_attention`'s kernel and its other float32
     GEMMs on `hrm_mlir.cpu_gemm`'s: (the new file, its dialect, the GEMM kernels' shapes, the
-    attention kernels' shapes), or `path` itself and [], [] where there are none.
+    attention kernels' shapes each with its qkv kernel's or None), or `path` itself and [], []
+    where there are none.
 
     The rewrite works on linalg on tensors; torch and StableHLO input is first taken there by
     IREE's own input conversion (`iree-compile --compile-to=input`).
