@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # also works without install
 
-from hrm_mlir.cli import add_model_options, add_params_options, entry
+from hrm_mlir.cli import add_model_options, add_params_options, batch_label, entry
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +36,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 def to_export_argv(args: argparse.Namespace) -> list[str]:
     argv = ["--debug"] if args.debug else []
     argv += ["export", args.torch_checkpoint_dir, "-o", args.output_mlir_path]
-    argv += ["--output_type", str(args.output_type), "--batch_size", str(args.batch_size)]
+    argv += ["--output_type", str(args.output_type), "--batch_size", batch_label(args.batch_size)]
     if args.seq_len is not None:
         argv += ["--seq_len", str(args.seq_len)]
     if args.dtype is not None:

@@ -120,11 +120,19 @@ def tiny_checkpoint(tmp_path: Path, tiny_model: HRM) -> Path:
     return write_checkpoint(tmp_path / "ckpt", tiny_model, dataset_seq_len=TINY_DIMS["seq_len"])
 
 
-def act_model(seed: int = 0, scale: float = 0.5) -> HRM:
+# Tolerance of outputs after several ACT steps, an override of the per-dtype table
+# (hrm_mlir.numerics.TOLERANCES, float32 1e-4): each step's rounding differences (fusion,
+# FMA contraction, reduction order: they differ between AVX2 and AVX-512 code) feed the next
+# step's input, so they grow with the steps; the models in these tests keep that growth small
+# (`act_model`), and 1e-3 still catches a wrong step or a wrong halt.
+LOOP_TOL = {"rtol": 1e-3, "atol": 1e-3}
+
+
+def act_model(seed: int = 0, scale: float = 0.5, **overrides: Any) -> HRM:
     """A random model whose ACT loop is not chaotic (residual branches scaled down), so compiled
     and PyTorch loops stay close over many steps, and whose Q head halts rows at different steps
     (seed 0: steps 8, 1, 1, 3, 1, 8, 8, 4 on `act_inputs()` with max_steps 8)."""
-    model = random_model(seed=seed)
+    model = random_model(seed=seed, **overrides)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "o_proj" in name or "down_proj" in name:

@@ -16,15 +16,14 @@ from hrm_mlir.errors import ExportError
 from hrm_mlir.export import ExportOptions
 from hrm_mlir.runner import CompiledACT
 from hrm_mlir.runtime import CompiledModule
-from tests.conftest import act_inputs, act_model, write_checkpoint
+from tests.conftest import LOOP_TOL, act_inputs, act_model, write_checkpoint
 
 LINALG = OutputType.LINALG_ON_TENSORS
 BATCH = 8
+
+
 # One compiled step differs from PyTorch by ~1e-6 (float32 rounding); the recurrence carries
 # that through every step, so after 6-8 steps we allow 1e-3.
-LOOP_TOL = {"rtol": 1e-3, "atol": 1e-3}
-
-
 @pytest.fixture(scope="module")
 def model():
     return act_model()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,27 @@ def test_each_timed_call_follows_a_call_of_the_same_runtime(monkeypatch):
     # rounds rotate the order; within a round each runtime runs twice in a row (untimed, timed)
     assert calls == ["eager"] * 2 + ["iree"] * 4 + ["eager"] * 4 + ["iree"] * 2
     assert [len(r.samples_ms) for r in report.results] == [3, 3]
+
+
+def test_openvino_is_verified_then_timed_in_float32(tmp_path: Path):
+    pytest.importorskip("openvino")
+    ckpt = write_checkpoint(tmp_path / "ck", random_model(), dataset_seq_len=16)
+    out_json = tmp_path / "b.json"
+    argv = ["bench", str(ckpt), "--batch_sizes", "2", "--runtimes", "eager,onnx,openvino"]
+    argv += ["--iterations", "3", "--warmup", "1", "--act-steps", "0", "--threads", "1"]
+    assert main([*argv, "--json", str(out_json)]) == 0
+    rows = {r["runtime"]: r for r in json.loads(out_json.read_text())["results"]}
+    ov = rows["openvino"]
+    assert ov["verified"].startswith("max rel-L2")  # checked against eager before timing
+    assert ov["precision"] == "f32"  # not bf16 on AMX / AVX512_BF16 CPUs
+    assert len(ov["samples_ms"]) == 3 and ov["median_ms"] > 0
+    assert ov["vs_eager"] > 0
+
+
+def test_a_missing_openvino_is_skipped_without_exporting(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
+    monkeypatch.setattr(bench.OnnxExport, "path", lambda self: pytest.fail("exported ONNX"))
+    model = random_model()
+    runners = bench._runners(model, 1, ["eager", "openvino"], 1, CompileOptions(), None, None, [])
+    assert list(runners) == ["eager"]
+    assert "openvino is not installed" in capsys.readouterr().out

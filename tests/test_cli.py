@@ -109,6 +109,13 @@ def test_seed_command_writes_torch_dialect_step(tiny_checkpoint: Path, tmp_path:
     text = out.read_text()
     assert "func.func @step(%arg0: !torch.vtensor<[1,18,64],f32>" in text
     assert "dense_resource" in text  # the checkpoint's weights are in the module
+    dynamic = tmp_path / "dynamic.mlir"
+    result = _run(
+        "generate_mlir.py", "--torch_checkpoint_dir", str(tiny_checkpoint),
+        "--output_mlir_path", str(dynamic), "--batch_size", "dynamic",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "func.func @step(%arg0: !torch.vtensor<[?,18,64],f32>" in dynamic.read_text()
     bad = _run("generate_mlir.py", "--torch_checkpoint_dir", str(tmp_path / "nope"))
     assert bad.returncode == 2 and bad.stderr.startswith("hrm-mlir: error:")
     assert "Traceback" not in bad.stderr

@@ -10,8 +10,9 @@ from iree import runtime as rt
 from iree.compiler import tools
 
 import hrm_mlir.cpu_gemm as cpu_gemm
-from hrm_mlir.compile import CompileOptions, Target, compile_module, host_has_avx2
+from hrm_mlir.compile import CompileOptions, Target, compile_module
 from hrm_mlir.config import DType, OutputType
+from hrm_mlir.errors import CompileError
 from hrm_mlir.export import ExportOptions, export_step
 from hrm_mlir.runtime import CompiledModule
 from hrm_mlir.verify import STEP_OUTPUTS, compare, random_step_inputs, verify_step
@@ -80,13 +81,14 @@ def _rel_err(got: np.ndarray, want: np.ndarray) -> float:
         (41, 19, 40, 4 * 19 * 12),  # row blocks of 12 rows: 4 workgroups down, the last 5 rows
     ],
 )
-def test_kernel_matches_float64(m, k, n, row_block_bytes, monkeypatch):
+@pytest.mark.parametrize("isa", list(cpu_gemm.ISAS))  # AVX-512 code runs on AVX2 too, slower
+def test_kernel_matches_float64(m, k, n, row_block_bytes, isa, monkeypatch):
     if row_block_bytes:
         monkeypatch.setattr(cpu_gemm, "A_BLOCK_BYTES", row_block_bytes)
     rng = np.random.default_rng(m * 1000 + n)
     a = rng.standard_normal((m, k), dtype=np.float32)
     r = rng.standard_normal((k, n), dtype=np.float32)
-    shape = cpu_gemm.GemmShape(0, m, k, n)
+    shape = cpu_gemm.GemmShape(0, m, k, n, isa=isa)
     assert row_block_bytes is None or shape.row_block == 12
     got = _run_kernel(shape, a, r)
     want = a.astype(np.float64) @ r.astype(np.float64)
@@ -97,7 +99,8 @@ def test_kernel_matches_float64(m, k, n, row_block_bytes, monkeypatch):
     ("batch", "m", "dynamic"),
     [(3, 10, None), (3, 10, "batch"), (0, 23, "m")],
 )
-def test_kernel_runtime_sizes(batch, m, dynamic):
+@pytest.mark.parametrize("isa", list(cpu_gemm.ISAS))
+def test_kernel_runtime_sizes(batch, m, dynamic, isa):
     """A batch of right-hand sides, and batch or row counts known only when it runs."""
     k, n = 24, 40
     rng = np.random.default_rng(batch + m)
@@ -105,14 +108,15 @@ def test_kernel_runtime_sizes(batch, m, dynamic):
     a = rng.standard_normal((*lead, m, k), dtype=np.float32)
     r = rng.standard_normal((*lead, k, n), dtype=np.float32)
     shape = cpu_gemm.GemmShape(
-        None if dynamic == "batch" else batch, None if dynamic == "m" else m, k, n
+        None if dynamic == "batch" else batch, None if dynamic == "m" else m, k, n, isa=isa
     )
     got = _run_kernel(shape, a, r)
     want = a.astype(np.float64) @ r.astype(np.float64)
     assert got.shape == want.shape and _rel_err(got, want) < F32_TOL
 
 
-def test_kernel_with_a_swiglu_epilogue():
+@pytest.mark.parametrize("isa", list(cpu_gemm.ISAS))
+def test_kernel_with_a_swiglu_epilogue(isa):
     """C = silu(gate) * up of the two halves of A @ R, with R's panels holding 8 columns of
     each half (the packing the rewrite gives a fused weight)."""
     m, k, n = 13, 20, 32
@@ -126,7 +130,7 @@ def test_kernel_with_a_swiglu_epilogue():
         ),
         output="%e4",
     )
-    shape = cpu_gemm.GemmShape(0, m, k, n, silu_times_up)
+    shape = cpu_gemm.GemmShape(0, m, k, n, silu_times_up, isa=isa)
     rng = np.random.default_rng(4)
     a = rng.standard_normal((m, k), dtype=np.float32)
     r = rng.standard_normal((k, n), dtype=np.float32)
@@ -152,14 +156,20 @@ def test_unsupported_shapes_are_refused():
         cpu_gemm.gemm_executable(cpu_gemm.GemmShape(0, 4, 8, 12))
 
 
-def test_gemm_kernels_default_only_where_they_pay_off():
-    on_this_cpu = host_has_avx2()
-    assert CompileOptions().use_gemm_kernels() == on_this_cpu
+def test_gemm_kernels_follow_the_target_cpus_features_not_the_hosts():
+    # named CPUs resolve the same on every machine: AVX2 and AVX-512 targets get the kernels
+    for cpu in ("x86-64-v3", "znver3", "x86-64-v4", "icelake-server", "sapphirerapids"):
+        assert CompileOptions(cpu=cpu).use_gemm_kernels(), cpu
+    assert CompileOptions(cpu="x86-64-v4").cpu_target().isa == "avx512"
+    assert CompileOptions(cpu="znver3").cpu_target().isa == "avx2"
+    assert not CompileOptions(cpu="x86-64").use_gemm_kernels()  # SSE2 only: no AVX2/FMA
+    assert not CompileOptions(cpu="x86-64", gemm_kernels=True).use_gemm_kernels()
     assert not CompileOptions(tuned=False).use_gemm_kernels()  # IREE's defaults, all of them
-    assert not CompileOptions(cpu="cascadelake").use_gemm_kernels()  # not this CPU: unknown
     assert not CompileOptions(target=Target.CUDA, gemm_kernels=True).use_gemm_kernels()
-    assert CompileOptions(tuned=False, gemm_kernels=True).use_gemm_kernels()
+    assert CompileOptions(cpu="x86-64-v3", tuned=False, gemm_kernels=True).use_gemm_kernels()
     assert not CompileOptions(gemm_kernels=False).use_gemm_kernels()
+    with pytest.raises(CompileError, match=r"LLVM knows no such CPU: one of .*znver4"):
+        CompileOptions(cpu="zen9000").cpu_target()
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import torch
 import hrm_mlir.compile as compile_mod
 from hrm_mlir.abi import parse_step_signature
 from hrm_mlir.compile import (
+    DATA_TILING,
     FAST_CPU_FLAGS,
     SAFE_STACK_BYTES,
     STACK_LIMIT,
@@ -122,7 +123,7 @@ def test_failed_compile_keeps_input_and_prints_reproducer(tmp_path: Path):
     msg = str(e.value)
     kept = tmp_path / "bad.vmfb.failed-input.mlir"
     assert kept.read_text() == bad.read_text()
-    assert f"input kept at {kept}" in msg and re.search(r"reproduce: iree-compile .*bad", msg)
+    assert f"input kept at {kept}" in msg and re.search(r"reproduce: \S*iree-compile \S*bad", msg)
     assert not out.exists()
 
 
@@ -213,7 +214,11 @@ def test_cpu_flags_fast_by_default_for_float32_only(model, tmp_path):
     assert not fast & set(CompileOptions(tuned=False).flags(DType.FLOAT32))
     assert not fast & set(CompileOptions(target=Target.CUDA, tuned=True).flags())
     external = CompileOptions().flags(DType.FLOAT32, external_parameters=True)
-    assert "--iree-opt-data-tiling" not in external and "--iree-opt-level=O3" in external
+    assert DATA_TILING not in external and "--iree-opt-level=O3" in external
+    # IREE 3.13's default data-tiling path miscompiles symbolic-batch attention
+    # (docs/known-issues.md): the fast flags take the GlobalOptimization path
+    assert DATA_TILING == "--iree-global-opt-data-tiling"
+    assert not any(f.startswith("--iree-opt-data-tiling") for f in default)
     # compile reads from a file whether it refers to external parameters, and its dtype
     inline = export_step(model).save(tmp_path / "i.mlirbc")
     ext = export_step(model, ExportOptions(params=Params.EXTERNAL)).save(tmp_path / "e.mlir")

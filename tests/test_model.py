@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hrm_mlir.config import DType, HRMConfig
 from hrm_mlir.export import example_step_args, prepare_model
 from hrm_mlir.model import HRM, export_attention
+from hrm_mlir.verify import STEP_OUTPUTS, compare
 from tests.conftest import SUDOKU_ARCH, random_model, tiny_config
 
 
@@ -199,8 +200,10 @@ def test_torch_compile_runs_the_step_like_eager():
     with torch.no_grad():
         ref = model.inner(*args)
         got = torch.compile(model.inner)(*args)
-    for r, g in zip(ref, got, strict=True):
-        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+    # the per-dtype table: inductor fuses and reorders reductions like any compiler (an atol of
+    # 1e-5 failed on AVX-512, where one of 2,304 elements was 1.96e-5 off)
+    report = compare(STEP_OUTPUTS, list(got), list(ref), DType.FLOAT32)
+    assert report.passed, report.failures()
 
 
 def test_act_without_q_halt_runs_max_steps_like_upstream_eval():

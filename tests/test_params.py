@@ -24,7 +24,7 @@ from hrm_mlir.compile import compile_module
 from hrm_mlir.runner import CompiledACT
 from hrm_mlir.runtime import CompiledModule
 from hrm_mlir.verify import STEP_OUTPUTS, compare, random_step_inputs
-from tests.conftest import TINY_DIMS, random_model, write_checkpoint
+from tests.conftest import LOOP_TOL, TINY_DIMS, act_model, write_checkpoint
 
 ROWS = 100_000
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def big_table(tmp_path_factory) -> Path:
     """A tiny model with a 100,000 x 80 puzzle table (32 MB of float32)."""
-    model = random_model(seed=3, num_puzzle_identifiers=ROWS)
+    model = act_model(seed=3, num_puzzle_identifiers=ROWS)  # its ACT loop is tested too
     root = tmp_path_factory.mktemp("arc")
     return write_checkpoint(root / "ckpt", model, dataset_seq_len=TINY_DIMS["seq_len"])
 
@@ -137,8 +137,8 @@ def test_external_act_loop_matches_pytorch(big_table, tmp_path, batch):
     ref = load_checkpoint(big_table).build_model().act(inputs, ids, max_steps=3, q_halt=False)
     assert torch.equal(steps, ref.steps)
     assert torch.equal(logits.argmax(-1), ref.logits.argmax(-1))
-    torch.testing.assert_close(q_h, ref.q_halt_logits, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(q_c, ref.q_continue_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(q_h, ref.q_halt_logits, **LOOP_TOL)  # 3 steps: see LOOP_TOL
+    torch.testing.assert_close(q_c, ref.q_continue_logits, **LOOP_TOL)
 
 
 def test_large_weights_switch_to_external_by_default(big_table, tmp_path, capsys, monkeypatch):

@@ -7,6 +7,11 @@ import re
 from hrm_mlir.config import DType
 from hrm_mlir.errors import ExportError
 
+# The scope external parameters are named in and served under: `--parameters=model=FILE.irpa`.
+PARAMETER_SCOPE = "model"
+# The module attribute that holds the reference cases `export` records (`hrm_mlir.reference`).
+REFERENCE_ATTR = "hrm_mlir.reference"
+
 
 def parse_step_signature(function_type: str) -> tuple[int | None, DType]:
     """(batch size or None if symbolic, forward dtype) from the MLIR type of `@step`."""

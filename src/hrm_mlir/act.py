@@ -48,6 +48,7 @@ from hrm_mlir.export import (
 )
 from hrm_mlir.model import HRM, HRMInner, export_attention
 from hrm_mlir.params import Params
+from hrm_mlir.reference import act_cases, attach
 
 # Dialects whose @act is built; the loop is written with scf/arith/tensor ops around calls.
 ACT_DIALECTS = (OutputType.LINALG_ON_TENSORS,)
@@ -174,6 +175,8 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
             # the loop body it compiles. affine.apply ops block inlining into scf regions, so
             # they are lowered to arith first. The public @step stays for callers.
             PassManager.parse(INLINE_STEP).run(module.operation)
+    if options.reference:
+        attach(module, act_cases(model, b))
     parameters = externalize_if(options, module, hooks, model)  # inlined ops are plain ops
     return ExportedModule(module, cfg, options, parameters, notes)
 

@@ -1,4 +1,8 @@
-"""Side-by-side latency of one HRM step: PyTorch eager, torch.compile, ONNX Runtime and IREE.
+"""Side-by-side latency of one HRM step: PyTorch eager, torch.compile, ONNX Runtime, OpenVINO
+and IREE.
+
+ONNX Runtime and OpenVINO (its CPU plugin, computing in float32) load one ONNX export of the
+step per batch size.
 
 IREE is measured with the compile options given (`iree`: the project's default flags and GEMM
 kernels unless told otherwise), with the same flags but IREE's own GEMMs (`iree-no-kernels`),
@@ -24,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -88,6 +93,7 @@ class Result:
     vs_eager: float | None = None  # eager median / this median (>1 = faster than eager)
     vs_onnx: float | None = None
     verified: str = ""
+    precision: str | None = None  # the compute precision the runtime reports (OpenVINO)
 
     @property
     def median_ms(self) -> float:
@@ -128,8 +134,11 @@ def _runners(
     params: Params | None,
     dynamic: CompiledModule | None,
     notes: list[str],
+    precisions: dict[str, str] | None = None,
 ) -> dict[str, tuple[Callable[[], object], str]]:
-    """name -> (a call of the step on fixed inputs, how its outputs compare with eager)."""
+    """name -> (a call of the step on fixed inputs, how its outputs compare with eager).
+
+    `precisions` gets name -> compute precision for the runtimes that report one (OpenVINO)."""
     args = random_step_inputs(model.config, batch, seed=batch)
     with torch.no_grad():
         ref = model.inner(*args)
@@ -153,12 +162,26 @@ def _runners(
             notes.append(f"torch.compile failed at batch {batch}, not timed: {first}")
         else:
             out["torch.compile"] = (lambda: _no_grad(compiled, args), checked("torch.compile", got))
-    if "onnx" in runtimes:
-        session = onnx_session(model, args, threads)
-        if session is not None:
-            feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
-            got = session.run(None, feeds)
-            out["onnxruntime"] = (lambda: session.run(None, feeds), checked("onnxruntime", got))
+    # One ONNX export, made on first use, for both runtimes that load ONNX.
+    with OnnxExport(model, args) as onnx:
+        if "onnx" in runtimes:
+            session = onnx_session(model, args, threads, export=onnx)
+            if session is not None:
+                feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
+                got = session.run(None, feeds)
+                out["onnxruntime"] = (lambda: session.run(None, feeds), checked("onnxruntime", got))
+        if "openvino" in runtimes:
+            compiled_ov = openvino_model(model, args, threads, export=onnx)
+            if compiled_ov is not None:
+                precision = compiled_ov.get_property("INFERENCE_PRECISION_HINT").to_string()
+                if precision != "f32":  # bench compares float32 runtimes
+                    raise RuntimeError(f"OpenVINO computes in {precision} at batch {batch}")
+                if precisions is not None:
+                    precisions["openvino"] = precision
+                request = compiled_ov.create_infer_request()
+                run_ov = partial(request.infer, [a.numpy() for a in args], share_inputs=True)
+                got = list(run_ov().values())
+                out["openvino"] = (run_ov, checked("openvino", got))
     variants = iree_variants(compile_options)
     wanted = [name for name in variants if name in runtimes]
     if wanted:
@@ -183,6 +206,12 @@ def iree_variants(options: CompileOptions) -> dict[str, CompileOptions]:
         "iree-no-kernels": replace(options, gemm_kernels=False),
         "iree-plain": replace(options, tuned=False),
         "iree-tuned": replace(options, tuned=True),
+        # A/B only: the AVX2 register tiles on an AVX-512 target, and the data-tiling path
+        # that miscompiles symbolic batches (docs/known-issues.md; right for a static one)
+        "iree-avx2-tiles": replace(options, kernel_isa="avx2"),
+        "iree-dispatch-tiling": replace(
+            options, extra_flags=(*options.extra_flags, "--iree-opt-data-tiling")
+        ),
     }
 
 
@@ -210,9 +239,43 @@ def _no_grad(fn, args):
         return fn(*args)
 
 
-def onnx_session(model: HRM, args, threads: int, *, profile_prefix: Path | None = None):
+class OnnxExport:
+    """A `torch.onnx` (dynamo) export of the step on `args`, made on the first `path()` and
+    removed on leaving the `with` block (weights as external data beside it)."""
+
+    def __init__(self, model: HRM, args) -> None:
+        self.model, self.args = model, args
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def __enter__(self) -> OnnxExport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def path(self) -> Path:
+        if self._tmp is not None:
+            return Path(self._tmp.name) / "step.onnx"
+        self._tmp = tempfile.TemporaryDirectory(prefix="hrm-onnx-")
+        path = Path(self._tmp.name) / "step.onnx"
+        with torch.no_grad():
+            torch.onnx.export(self.model.inner, self.args, path, dynamo=True, external_data=True)
+        return path
+
+
+def onnx_session(
+    model: HRM,
+    args,
+    threads: int,
+    *,
+    profile_prefix: Path | None = None,
+    export: OnnxExport | None = None,
+):
     """An ONNX Runtime CPU session of a `torch.onnx` (dynamo) export of the step, or None when
-    onnxruntime is not installed. With `profile_prefix`, ORT's profiler is on."""
+    onnxruntime is not installed. With `profile_prefix`, ORT's profiler is on. `export`: an
+    export of this step to load (default: one made here and removed once loaded)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -224,11 +287,32 @@ def onnx_session(model: HRM, args, threads: int, *, profile_prefix: Path | None 
     if profile_prefix is not None:
         options.enable_profiling = True
         options.profile_file_prefix = str(profile_prefix)
-    # The session holds the weights once built, so the model files go with the directory.
-    with tempfile.TemporaryDirectory(prefix="hrm-onnx-") as tmp, torch.no_grad():
-        path = Path(tmp) / "step.onnx"
-        torch.onnx.export(model.inner, args, path, dynamo=True, external_data=True)
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # The session holds the weights once built, so the model files may go after it.
+    with ExitStack() as stack:
+        export = export or stack.enter_context(OnnxExport(model, args))
+        return ort.InferenceSession(str(export.path()), options, providers=["CPUExecutionProvider"])
+
+
+def openvino_model(model: HRM, args, threads: int, *, export: OnnxExport | None = None):
+    """The ONNX export of the step compiled by OpenVINO's CPU plugin in float32 with `threads`
+    threads, for latency, or None when openvino is not installed. `export`: as for
+    `onnx_session`."""
+    try:
+        import openvino as ov
+    except ImportError:
+        print("openvino is not installed: skipping it (pip install '.[bench]')")
+        return None
+    config = {
+        # Without it, on CPUs with AMX or AVX512_BF16 the plugin silently computes in bfloat16.
+        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    # The compiled model holds the weights (a mapped file stays readable once unlinked).
+    with ExitStack() as stack:
+        export = export or stack.enter_context(OnnxExport(model, args))
+        core = ov.Core()
+        return core.compile_model(core.read_model(export.path()), "CPU", config)
 
 
 def bench(
@@ -277,8 +361,17 @@ def bench(
         else None
     )
     for batch in batch_sizes:
+        precisions: dict[str, str] = {}
         runners = _runners(
-            model, batch, runtimes, threads, compile_options, params, dynamic, report.notes
+            model,
+            batch,
+            runtimes,
+            threads,
+            compile_options,
+            params,
+            dynamic,
+            report.notes,
+            precisions,
         )
         samples: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(warmup):
@@ -298,7 +391,14 @@ def bench(
             peak = max(peak, probe())
         flops = step_flops(model.config, batch)
         results = [
-            Result(name, batch, samples[name], verified=runners[name][1]) for name in runners
+            Result(
+                name,
+                batch,
+                samples[name],
+                verified=runners[name][1],
+                precision=precisions.get(name),
+            )
+            for name in runners
         ]
         eager = next((r.median_ms for r in results if r.runtime == "eager"), None)
         onnx = next((r.median_ms for r in results if r.runtime == "onnxruntime"), None)

@@ -197,7 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="check that this parameter archive (.irpa) holds every parameter the module "
-        "names, with the right sizes (default: no check; parameters are bound at run time)",
+        "names, with the right sizes, and run the self-check with it (default: none; "
+        "parameters are bound at run time)",
+    )
+    p.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the new artifact on the reference outputs that export recorded in the module "
+        "and compare them with PyTorch's, when this machine can run it; a configuration that "
+        "fails gives way to the next (fast flags and kernels, fast flags, IREE's defaults) "
+        "(default: --check)",
     )
     p.set_defaults(func=cmd_compile)
 
@@ -279,11 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--runtimes",
-        default="eager,compile,onnx,iree,iree-no-kernels,iree-plain,iree-tuned,iree-dynamic",
-        help="comma list of eager,compile,onnx,iree (the project's flags and GEMM kernels),"
+        default="eager,compile,onnx,openvino,iree,iree-no-kernels,iree-plain,iree-tuned,"
+        "iree-dynamic",
+        help="comma list of eager,compile,onnx,openvino (OpenVINO's CPU plugin, float32),"
+        "iree (the project's flags and GEMM kernels),"
         "iree-no-kernels (the same flags, IREE's own GEMMs),iree-plain (IREE's defaults),"
-        "iree-tuned (--tuned),iree-dynamic (one symbolic-batch artifact for every batch) "
-        "(default: all of them)",
+        "iree-tuned (--tuned),iree-dynamic (one symbolic-batch artifact for every batch); "
+        "for A/B runs also iree-avx2-tiles (the kernels' AVX2 register tiles on any target), "
+        "iree-dispatch-tiling (IREE's default data-tiling path, docs/known-issues.md) "
+        "(default: all but the A/B ones)",
     )
     p.add_argument(
         "--threads",
@@ -339,7 +353,13 @@ def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None
             default="ampere",
             help="Vulkan target: an architecture (ampere, rdna3, ...) (default: ampere)",
         )
-    p.add_argument("--cpu", default="host", help="llvm-cpu target CPU (default: host)")
+    p.add_argument(
+        "--cpu",
+        default="host",
+        help="llvm-cpu target CPU: host (this machine's) or one LLVM knows, e.g. x86-64-v3, "
+        "x86-64-v4, znver3, znver4, icelake-server, sapphirerapids; kernels follow its "
+        "features (default: host)",
+    )
     p.add_argument(
         "--tuned",
         action=argparse.BooleanOptionalAction,
@@ -354,9 +374,10 @@ def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None
         "--gemm-kernels",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="float32 GEMMs on hrm-mlir's own AVX2 kernels (6x16 register tiles, "
-        "hrm_mlir.cpu_gemm) instead of IREE's data-tiled 8x8 ones. Default: on for llvm-cpu "
-        "on this machine's CPU when it has AVX2 and FMA but no AVX-512, unless --no-tuned",
+        help="float32 GEMMs and attention on hrm-mlir's own kernels (register-tiled, "
+        "hrm_mlir.cpu_gemm) instead of IREE's data-tiled ones. Default: on for llvm-cpu "
+        "when the target CPU (--cpu) has AVX2 and FMA, AVX-512 ones included, unless "
+        "--no-tuned",
     )
     p.add_argument(
         "--iree-flag",
@@ -495,7 +516,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
     notes: list[str] = []
     stats: dict = {}
     vmfb = compile_module(
-        args.mlir, args.output, options, output_type=args.output_type, notes=notes, stats=stats
+        args.mlir,
+        args.output,
+        options,
+        output_type=args.output_type,
+        notes=notes,
+        stats=stats,
+        check=args.check,
+        parameters=args.params,
     )
     print_notes(notes)
     kernels, fused = stats.get("gemm_kernels", 0), stats.get("fused_epilogues", 0)
@@ -510,12 +538,23 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if qkv:
             parts.append(f"{qkv} q/k/v preparations")
         listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
-        on_kernels = f" ({listed} on hrm-mlir's AVX2 kernels)"
+        tiles = {"avx512": "AVX-512"}.get(stats.get("kernel_isa") or "", "AVX2")
+        on_kernels = f" ({listed} on hrm-mlir's {tiles} kernels)"
+    checked = f"; checked against PyTorch: {stats['checked']}" if stats.get("checked") else ""
     out.print(
-        f"wrote {args.output} ({len(vmfb) / 2**20:.1f} MiB) for {options.target}{on_kernels}, "
-        f"in {time.perf_counter() - start:.1f} s"
+        f"wrote {args.output} ({len(vmfb) / 2**20:.1f} MiB) for {_target_summary(options)}"
+        f"{on_kernels}, in {time.perf_counter() - start:.1f} s{checked}"
     )
     return 0
+
+
+def _target_summary(options) -> str:
+    """E.g. "llvm-cpu znver3 (this machine), avx2" or "cuda:sm_80"."""
+    from hrm_mlir.compile import Target
+
+    if options.target == Target.LLVM_CPU:
+        return f"llvm-cpu {options.cpu_target().describe()}"
+    return options.target_name()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

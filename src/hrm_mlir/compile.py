@@ -8,22 +8,25 @@ with torch-mlir's own MLIR passes (its LLVM parses its own TOSA) and that linalg
 
 from __future__ import annotations
 
-import platform
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from iree.compiler import tools as iree_tools
 
+from hrm_mlir import reference
 from hrm_mlir.config import DType, OutputType, _ChoiceEnum
 from hrm_mlir.cpu_attention import AttentionShape, fuse_attention
 from hrm_mlir.cpu_gemm import GemmShape, rewrite_gemms
 from hrm_mlir.cpu_qkv import QkvShape
+from hrm_mlir.cpu_target import HOST, TARGET_KEY, CpuTarget, resolve_cpu
 from hrm_mlir.errors import CompileError, HrmMlirError, first_line
 from hrm_mlir.fileio import write_atomic
+from hrm_mlir.reference import Case
 
 if TYPE_CHECKING:  # both import torch, which compiling a file does not need
     from hrm_mlir.export import ExportedModule
@@ -54,7 +57,12 @@ _IREE_INPUT_TYPE = {
 #   segfaulted in iree-worker without it).
 # bfloat16 modules keep IREE's defaults: these flags push the 27M model's bf16 q_halt error to
 # 0.22 (> the 0.1 tolerance).
-DATA_TILING = "--iree-opt-data-tiling"
+# Data tiling takes IREE's GlobalOptimization path, not `--iree-opt-data-tiling`'s default in
+# IREE 3.13 (the DispatchCreation path): that one miscompiles a batched matmul whose row count
+# is not a multiple of the target's tile rows (16 on AVX-512, 8 on AVX2) under a symbolic
+# batch when its left-hand side comes from a reduction, as attention's P @ V does
+# (docs/known-issues.md).
+DATA_TILING = "--iree-global-opt-data-tiling"
 FAST_CPU_FLAGS = [
     "--iree-opt-level=O3",
     DATA_TILING,
@@ -81,7 +89,9 @@ class CompileOptions:
 
     Attributes:
         target: the HAL target.
-        cpu: `--iree-llvmcpu-target-cpu` for llvm-cpu ("host" = this machine's CPU).
+        cpu: `--iree-llvmcpu-target-cpu` for llvm-cpu: "host" (this machine's CPU) or a CPU
+            LLVM knows ("x86-64-v3", "znver3", "icelake-server", "sapphirerapids", ...). The
+            kernels are chosen by its features (`hrm_mlir.cpu_target`), never by the host's.
         cuda_arch: `--iree-cuda-target` for the cuda target. IREE 3.13 knows no sm_90+ target
             ("missing GPU target in #hal.executable.target", iree-org/iree#22147), so the
             default is sm_80, whose PTX the driver JIT-compiles for Hopper too.
@@ -89,11 +99,13 @@ class CompileOptions:
         tuned: llvm-cpu flags: None = `FAST_CPU_FLAGS` within a 64 KiB stack limit for float32
             modules (IREE's defaults where IREE rejects them, and for bfloat16); True =
             `TUNED_CPU_FLAGS` (256 KiB stack limit); False = IREE's defaults.
-        gemm_kernels: float32 GEMMs on the project's AVX2 kernels (`hrm_mlir.cpu_gemm`) instead
-            of IREE's: None = where they pay off (llvm-cpu for this machine's CPU when it has
-            AVX2 and FMA but no AVX-512, unless `tuned` is False); True / False = always /
-            never (llvm-cpu only).
+        gemm_kernels: float32 GEMMs on the project's kernels (`hrm_mlir.cpu_gemm`) instead
+            of IREE's: None = where they pay off (llvm-cpu for a target CPU with AVX2 and FMA,
+            AVX-512 ones included, unless `tuned` is False); True / False = always / never
+            (llvm-cpu on x86-64 only).
         extra_flags: passed to iree-compile last, so they override the defaults.
+        kernel_isa: the GEMM kernels' register tiles, "avx2" (6 x 2 ymm) or "avx512"
+            (12 x 1 zmm); None = the target's (for A/B measurements).
     """
 
     target: Target = Target.LLVM_CPU
@@ -103,14 +115,34 @@ class CompileOptions:
     tuned: bool | None = None
     gemm_kernels: bool | None = None
     extra_flags: tuple[str, ...] = field(default_factory=tuple)
+    kernel_isa: str | None = None
+
+    def gemm_isa(self) -> str:
+        """The register tiles of the GEMM kernels (`hrm_mlir.cpu_gemm.ISAS`): `kernel_isa`, or
+        the target's vector ISA (avx512 or avx2)."""
+        return self.kernel_isa or ("avx512" if self.cpu_target().avx512 else "avx2")
+
+    def cpu_target(self) -> CpuTarget:
+        """The llvm-cpu target `cpu` names, as IREE's LLVM resolves it."""
+        return resolve_cpu(self.cpu)
+
+    def target_name(self) -> str:
+        """The target in one word: llvm-cpu:<cpu>, cuda:<arch> or vulkan:<target>."""
+        detail = {
+            Target.LLVM_CPU: self.cpu,
+            Target.CUDA: self.cuda_arch,
+            Target.VULKAN: self.vulkan_target,
+        }[self.target]
+        return f"{self.target.value}:{detail}"
 
     def use_gemm_kernels(self) -> bool:
-        """Whether float32 GEMMs go to `hrm_mlir.cpu_gemm`'s kernels."""
+        """Whether float32 GEMMs go to `hrm_mlir.cpu_gemm`'s kernels: on an x86-64 target CPU
+        with AVX2 and FMA (resolved by IREE's LLVM, whatever this machine is)."""
         if self.target != Target.LLVM_CPU or self.gemm_kernels is False:
             return False
-        if self.gemm_kernels:
-            return True
-        return self.tuned is not False and self.cpu == "host" and host_has_avx2()
+        if not self.cpu_target().avx2_fma:
+            return False
+        return bool(self.gemm_kernels) or self.tuned is not False
 
     def cpu_flags(self, dtype: DType | None) -> list[str]:
         """The llvm-cpu flags `tuned` chooses for a module computing in `dtype` (None: unknown)."""
@@ -230,18 +262,29 @@ def read_functions(path: str | Path) -> dict[str, str]:
     return inspect_mlir(path).functions
 
 
-def host_has_avx2() -> bool:
-    """This machine is x86-64 with AVX2 and FMA and without AVX-512: the CPUs the kernels of
-    `hrm_mlir.cpu_gemm` are for (with AVX-512 IREE's own 16x16 tiles are the better choice)."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])  # fmt: skip
-    return "avx2" in flags and "fma" in flags and "avx512f" not in flags
+@dataclass
+class _Config:
+    """One way to compile a module: its input, flags and what the kernels took."""
+
+    label: str  # for notes: "the fast llvm-cpu flags and GEMM kernels", ...
+    path: Path
+    dialect: OutputType
+    flags: list[str]
+    kernels: list[GemmShape] = field(default_factory=list)
+    attention: list[tuple[AttentionShape, QkvShape | None]] = field(default_factory=list)
+
+
+@dataclass
+class _Prepared:
+    """A module ready for iree-compile: stamped with its target, its reference cases taken out
+    (`plain`), and the same with the project's kernels where they apply (`fast`)."""
+
+    plain: Path
+    dialect: OutputType
+    fast: Path | None = None
+    kernels: list[GemmShape] = field(default_factory=list)
+    attention: list[tuple[AttentionShape, QkvShape | None]] = field(default_factory=list)
+    cases: list[Case] = field(default_factory=list)
 
 
 def compile_module(
@@ -252,89 +295,177 @@ def compile_module(
     output_type: OutputType | None = None,
     notes: list[str] | None = None,
     stats: dict | None = None,
+    check: bool = True,
+    parameters: str | Path | Mapping[str, Any] | None = None,
 ) -> bytes:
     """Compile an exported module, or an MLIR file (text or `.mlirbc`), with iree-compile.
+
+    For llvm-cpu on a CPU this machine can run (`--cpu host`, or a named CPU whose features
+    it has), the new artifact is run on the reference cases `export` recorded in the module
+    (`hrm_mlir.reference`) and compared with PyTorch's outputs by the per-dtype table before
+    it is handed out. The configurations are tried fastest first: the fast flags with the
+    project's kernels, the fast flags alone, IREE's defaults; one that IREE rejects or that
+    fails the check gives a note and the next is tried (only the first, when `options.tuned`
+    is set). The artifact records its target in the `iree.reflection` of its public
+    functions (`hrm_mlir.cpu_target`).
 
     Args:
         source: the module, or the path of an MLIR file.
         output: where to write the .vmfb (atomically); None to only return it.
         options: target and flags.
         output_type: the dialect of a file source; detected from its content when None.
-        notes: receives a line when the default fast flags were rejected and IREE's defaults
-            used instead.
+        notes: receives a line for each configuration that failed and what was used
+            instead, and one where the artifact could not be checked.
         stats: receives `gemm_kernels`, the number of GEMMs given to `hrm_mlir.cpu_gemm`,
             `fused_epilogues`, how many of them also compute the elementwise code after them,
-            `attention_kernels`, the attentions given to `hrm_mlir.cpu_attention`, and
-            `qkv_kernels`, how many of them take q, k and v from `hrm_mlir.cpu_qkv`.
+            `attention_kernels`, the attentions given to `hrm_mlir.cpu_attention`,
+            `qkv_kernels`, how many of them take q, k and v from `hrm_mlir.cpu_qkv`, and
+            `checked`, the cases the artifact passed (e.g. "@step at batch 1, 3"), or None
+            where it was not checked.
+        check: run the self-check (`--no-check` turns it off).
+        parameters: the external parameters of a file source (an archive or tensors), for
+            the check; an `ExportedModule` brings its own.
     Returns:
         The .vmfb bytes.
     Raises:
         CompileError: with the first diagnostic, where the input was kept and the command that
-            reproduces the failure.
+            reproduces the failure; or when every configuration failed the check (no output
+            is written then).
     """
     options = options or CompileOptions()
+    notes = [] if notes is None else notes
     with tempfile.TemporaryDirectory(prefix="hrm-mlir-") as tmp:
         path, dialect = _materialize(source, output_type, Path(tmp))
         dtype: DType | None
         if not isinstance(source, str | Path):  # an ExportedModule
             dtype, external = source.config.forward_dtype, bool(source.parameters)
+            parameters = source.parameters or None
         else:
             dtype, external = module_facts(path)
-        flags = options.flags(dtype, external_parameters=external)
-        fast_path, fast_dialect = path, dialect
-        kernels: list[GemmShape] = []
-        attention: list[tuple[AttentionShape, QkvShape | None]] = []
-        if options.use_gemm_kernels():
-            fast_path, fast_dialect, kernels, attention = _with_gemm_kernels(
-                path, dialect, Path(tmp)
-            )
-        try:
-            vmfb = _iree_compile(fast_path, fast_dialect, flags, options.backend)
-        except iree_tools.CompilerToolError as e:
-            plain = options.flags(dtype, external_parameters=external, fast=False)
-            kernels, attention = [], []
-            if options.tuned is not None or (plain == flags and fast_path == path):
-                raise CompileError(_describe_failure(str(e), path, output)) from None
+        prepared = _prepare(path, dialect, options, Path(tmp))
+        configs = _configurations(options, prepared, dtype, external)
+        checker = _checker(options, prepared.cases, external, parameters, notes, check)
+        failed: list[tuple[_Config, str]] = []
+        chosen: _Config | None = None
+        for config in configs:
             try:
-                vmfb = _iree_compile(path, dialect, plain, options.backend)
-            except iree_tools.CompilerToolError as e2:
-                raise CompileError(_describe_failure(str(e2), path, output)) from None
-            if notes is not None:
-                reason = _first_error(str(e))
-                hint = " (--tuned allows more stack)" if "stack allocation limit" in reason else ""
-                what = "flags and GEMM kernels" if fast_path != path else "flags"
-                notes.append(
-                    f"IREE rejected the fast llvm-cpu {what} ({reason[:160]}); "
-                    f"compiled with IREE's defaults instead{hint}"
-                )
+                vmfb = _iree_compile(config.path, config.dialect, config.flags, options.backend)
+            except iree_tools.CompilerToolError as e:
+                if config is configs[-1]:
+                    raise CompileError(_describe_failure(str(e), config.path, output)) from None
+                failed.append((config, f"IREE rejected them ({_first_error(str(e))[:160]})"))
+                continue
+            problem = checker(vmfb) if checker else None
+            if problem is None:
+                chosen = config
+                break
+            failed.append((config, f"they failed the self-check ({problem[:200]})"))
+        if chosen is None:
+            tried = "; ".join(f"{c.label}: {why}" for c, why in failed)
+            raise CompileError(f"no configuration passed, no artifact written: {tried}")
+        for config, why in failed:
+            hint = " (--tuned allows more stack)" if "stack allocation limit" in why else ""
+            notes.append(f"{config.label}: {why}; compiled with {chosen.label} instead{hint}")
     if stats is not None:
-        stats["gemm_kernels"] = len(kernels)
-        stats["fused_epilogues"] = sum(k.epilogue is not None for k in kernels)
-        stats["attention_kernels"] = len(attention)
-        stats["qkv_kernels"] = sum(qkv is not None for _, qkv in attention)
+        stats["gemm_kernels"] = len(chosen.kernels)
+        stats["fused_epilogues"] = sum(k.epilogue is not None for k in chosen.kernels)
+        stats["attention_kernels"] = len(chosen.attention)
+        stats["qkv_kernels"] = sum(qkv is not None for _, qkv in chosen.attention)
+        stats["kernel_isa"] = chosen.kernels[0].isa if chosen.kernels else None
+        stats["checked"] = _checked(prepared.cases) if checker else None
     if output is not None:
         write_atomic(output, vmfb)
     return vmfb
 
 
-def _with_gemm_kernels(
-    path: Path, dialect: OutputType, tmp: Path
-) -> tuple[Path, OutputType, list[GemmShape], list[tuple[AttentionShape, QkvShape | None]]]:
-    """`path` with its attention on `hrm_mlir.cpu_attention`'s kernel and its other float32
-    GEMMs on `hrm_mlir.cpu_gemm`'s: (the new file, its dialect, the GEMM kernels' shapes, the
-    attention kernels' shapes each with its qkv kernel's or None), or `path` itself and [], []
-    where there are none.
+def _checked(cases: list[Case]) -> str:
+    """The checked cases in a few words: "@step at batch 1, 3; @act at batch 1, 3"."""
+    by_function: dict[str, list[str]] = {}
+    for c in cases:
+        by_function.setdefault(c.function, []).append(str(c.batch))
+    return "; ".join(f"@{f} at batch {', '.join(bs)}" for f, bs in by_function.items())
 
-    The rewrite works on linalg on tensors; torch and StableHLO input is first taken there by
-    IREE's own input conversion (`iree-compile --compile-to=input`).
+
+def _configurations(
+    options: CompileOptions, prepared: _Prepared, dtype: DType | None, external: bool
+) -> list[_Config]:
+    """The ways to compile, fastest first; one only where `options.tuned` is set."""
+    fast = options.flags(dtype, external_parameters=external)
+    plain = options.flags(dtype, external_parameters=external, fast=False)
+    what = "the fast llvm-cpu flags" if fast != plain else "IREE's defaults"
+    configs = []
+    if prepared.fast is not None:
+        configs.append(
+            _Config(
+                f"{what} and GEMM kernels",
+                prepared.fast,
+                OutputType.LINALG_ON_TENSORS,
+                fast,
+                prepared.kernels,
+                prepared.attention,
+            )
+        )
+    configs.append(_Config(what, prepared.plain, prepared.dialect, fast))
+    if fast != plain:
+        configs.append(_Config("IREE's defaults", prepared.plain, prepared.dialect, plain))
+    return configs[:1] if options.tuned is not None else configs
+
+
+def _checker(
+    options: CompileOptions,
+    cases: list[Case],
+    external: bool,
+    parameters: str | Path | Mapping[str, Any] | None,
+    notes: list[str],
+    check: bool,
+) -> Callable[[bytes], str | None] | None:
+    """The self-check of an artifact (its bytes -> the first failure, or None), or None where
+    it cannot run here, with a note saying why."""
+    if not check:
+        return None
+    if options.target != Target.LLVM_CPU:
+        notes.append(f"not checked: {options.target} artifacts are not run on this machine")
+        return None
+    target = options.cpu_target()
+    missing = target.missing_on(resolve_cpu(HOST))
+    if missing:
+        lacks = ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "")
+        notes.append(f"not checked: built for {target.name}, whose {lacks} this CPU lacks")
+        return None
+    if not cases:
+        notes.append("not checked: the module has no reference outputs (export it again)")
+        return None
+    if external and parameters is None:
+        notes.append("not checked: its external parameters were not given (--params)")
+        return None
+
+    def run(vmfb: bytes) -> str | None:
+        from hrm_mlir.runtime import CompiledModule
+
+        return reference.check(CompiledModule(vmfb, parameters=parameters), cases)
+
+    return run
+
+
+def _prepare(path: Path, dialect: OutputType, options: CompileOptions, tmp: Path) -> _Prepared:
+    """Parse the module once: take its reference cases out, stamp its public functions with the
+    target, and, where the kernels apply, rewrite a copy's attention onto
+    `hrm_mlir.cpu_attention`'s kernel and its other float32 GEMMs onto `hrm_mlir.cpu_gemm`'s.
+
+    The rewrite works on linalg on tensors; torch and StableHLO input is then first taken there
+    by IREE's own input conversion (`iree-compile --compile-to=input`), and that linalg serves
+    the other configurations too. A module that does not parse is passed on as it is, for
+    iree-compile to report what is wrong with it.
     """
     from iree.compiler import ir
 
-    source = path
+    kernels_wanted = options.use_gemm_kernels()
+    source, source_dialect = path, dialect
     with ir.Context() as ctx:
         try:
-            if dialect in (OutputType.TORCH, OutputType.STABLEHLO):
+            if kernels_wanted and dialect in (OutputType.TORCH, OutputType.STABLEHLO):
                 source = tmp / "input_conversion.mlirbc"
+                source_dialect = OutputType.LINALG_ON_TENSORS
                 iree_tools.compile_file(
                     str(path),
                     input_type=_IREE_INPUT_TYPE[dialect],
@@ -345,15 +476,44 @@ def _with_gemm_kernels(
             asm = data if data.startswith(BYTECODE_MAGIC) else data.decode()
             module = ir.Module.parse(asm, ctx)
         except (iree_tools.CompilerToolError, ir.MLIRError, UnicodeDecodeError):
-            return path, dialect, [], []  # iree-compile itself reports what is wrong with it
-        attention = fuse_attention(module)
-        kernels = rewrite_gemms(module)
-        if not kernels and not attention:
-            return path, dialect, [], []
-        out = tmp / "gemm_kernels.mlirbc"
-        with out.open("wb") as f:
+            return _Prepared(path, dialect)
+        cases = reference.detach(module)
+        _stamp(module, options)
+        plain = tmp / "stamped.mlirbc"
+        with plain.open("wb") as f:
             module.operation.write_bytecode(f)
-    return out, OutputType.LINALG_ON_TENSORS, kernels, attention
+        prepared = _Prepared(plain, source_dialect, cases=cases)
+        if not kernels_wanted:
+            return prepared
+        prepared.attention = fuse_attention(module)
+        prepared.kernels = rewrite_gemms(module, options.gemm_isa())
+        if not prepared.kernels and not prepared.attention:
+            return prepared
+        prepared.fast = tmp / "gemm_kernels.mlirbc"
+        with prepared.fast.open("wb") as f:
+            module.operation.write_bytecode(f)
+    return prepared
+
+
+def _stamp(module, options: CompileOptions) -> None:
+    """Record the target in the `iree.reflection` of every public function (IREE keeps it in
+    the .vmfb: `hrm_mlir.runtime` refuses an artifact built for features this CPU lacks)."""
+    from iree.compiler import ir
+
+    meta = {TARGET_KEY: options.target_name()}
+    if options.target == Target.LLVM_CPU:
+        meta.update(options.cpu_target().reflection())
+    with module.context, ir.Location.unknown():
+        for op in module.body.operations:
+            attributes = op.operation.attributes
+            if "function_type" not in attributes or "sym_visibility" in attributes:
+                continue
+            entries = {}
+            if "iree.reflection" in attributes:
+                old = ir.DictAttr(attributes["iree.reflection"])
+                entries = {old[i].name: old[i].attr for i in range(len(old))}
+            entries.update({k: ir.StringAttr.get(v) for k, v in meta.items()})
+            attributes["iree.reflection"] = ir.DictAttr.get(entries)
 
 
 def compile_and_load(
@@ -446,7 +606,8 @@ def _describe_failure(message: str, path: Path, output: str | Path | None) -> st
     first = _first_error(message)
     kept = Path(f"{output}.failed-input{path.suffix}") if output else Path.cwd() / path.name
     shutil.copyfile(path, kept)
+    # "Invoked with:" then the tool's name and the command line, which starts with its path
     match = re.search(r"Invoked with:\s*\n\s*\S+\s+(.*)", message)
     command = match.group(1).strip() if match else "iree-compile ..."
     command = command.replace(str(path), str(kept))
-    return f"{first[:300]} (input kept at {kept}; reproduce: iree-compile {command})"
+    return f"{first[:300]} (input kept at {kept}; reproduce: {command})"

@@ -46,6 +46,11 @@ from typing import Any
 LANES = 8  # floats per ymm register
 PANEL = 2 * LANES  # columns per register tile
 ROWS = 6  # rows per register tile: 12 accumulators + 2 right-hand side vectors + 1 broadcast
+# The register tiles, by the target's vector ISA: (floats per vector, rows). AVX2 (16 ymm
+# registers): 6 rows x 2 ymm. AVX-512 (32 zmm registers): 12 rows x 1 zmm, 12 accumulators,
+# per k one load of the panel, 12 broadcasts and 12 FMAs of 16 floats: twice the columns per
+# FMA of the ymm tile, on the same [N/16, K, 16] panels.
+ISAS = {"avx2": (LANES, ROWS), "avx512": (2 * LANES, 12)}
 # Left-hand rows per workgroup: half a core's L2 (Zen 3: 512 KB), so they stay there beside the
 # panel and everything else while the workgroup runs. The whole L2 (512 KB) was 2-4% slower at
 # 82 and 901 tokens, batch 1, and even at batch 16; a quarter (128 KB) 1.5% slower at 901.
@@ -65,6 +70,22 @@ class GemmShape:
     k: int
     n: int
     epilogue: Epilogue | None = None  # C [.., n/2] = f(first half, second half) of A @ R
+    isa: str = "avx2"  # the register tile: `ISAS`
+
+    @property
+    def lanes(self) -> int:
+        """Floats per vector register: 8 (ymm) or 16 (zmm)."""
+        return ISAS[self.isa][0]
+
+    @property
+    def rows(self) -> int:
+        """Rows per register tile."""
+        return ISAS[self.isa][1]
+
+    @property
+    def vectors(self) -> int:
+        """Vector registers per row of a 16-column panel."""
+        return PANEL // self.lanes
 
     @property
     def n_out(self) -> int:
@@ -77,15 +98,17 @@ class GemmShape:
 
     @property
     def row_block(self) -> int:
-        """Rows per workgroup: a multiple of `ROWS` whose A rows fit `A_BLOCK_BYTES`."""
-        rows = max(ROWS, A_BLOCK_BYTES // (4 * self.k) // ROWS * ROWS)
-        return rows if self.m is None else min(rows, _ceil_to(self.m, ROWS))
+        """Rows per workgroup: a multiple of `rows` whose A rows fit `A_BLOCK_BYTES`."""
+        tile = self.rows
+        rows = max(tile, A_BLOCK_BYTES // (4 * self.k) // tile * tile)
+        return rows if self.m is None else min(rows, _ceil_to(self.m, tile))
 
     @property
     def symbol(self) -> str:
         dims = ["D" if d is None else str(d) for d in (self.batch, self.m, self.k, self.n)]
         tail = f"_{self.epilogue.tag}" if self.epilogue else ""
-        return "hrm_gemm_" + "x".join(dims) + tail
+        isa = "" if self.isa == "avx2" else f"_{self.isa}"
+        return "hrm_gemm_" + "x".join(dims) + tail + isa
 
     @property
     def batched(self) -> bool:
@@ -242,19 +265,19 @@ def gemm_executable(shape: GemmShape) -> str:
     constants = [
         ("c0", 0),
         ("c1", 1),
-        ("c8", LANES),
+        ("c8", PANEL // 2),
         ("c16", PANEL),
         ("cK", k),
-        ("cR", ROWS),
+        ("cR", shape.rows),
         ("cMB", mb),
         ("cNP", np_),
         ("cLast", np_ - 1),
     ]
     for name, value in constants:
         out.add(i, f"%{name} = arith.constant {value} : index")
-    for r in range(ROWS):
+    for r in range(shape.rows):
         out.add(i, f"%r{r} = arith.constant {r} : index")
-    out.add(i, f"%zero = arith.constant dense<0.0> : vector<{LANES}xf32>")
+    out.add(i, f"%zero = arith.constant dense<0.0> : vector<{shape.lanes}xf32>")
     for name, _ in sizes:
         out.add(i, f"%{name} = arith.index_castui %i{name} : i32 to index")
     if shape.m is not None:
@@ -295,15 +318,15 @@ def gemm_executable(shape: GemmShape) -> str:
     tile = _TileWriter(out, shape, a_t, r_t, c_t)
     # The first full tile also prefetches the next panel, one 64-byte line per k.
     out.add(i, "scf.if %hasfull {")
-    tile.write(i + 2, ROWS, "%m0", prefetch=True)
+    tile.write(i + 2, shape.rows, "%m0", prefetch=True)
     out.add(i, "}")
     out.add(i, "scf.for %t = %t1 to %full step %c1 {")
     out.add(i + 2, "%t6 = arith.muli %t, %cR : index")
     out.add(i + 2, "%row = arith.addi %m0, %t6 : index")
-    tile.write(i + 2, ROWS, "%row")
+    tile.write(i + 2, shape.rows, "%row")
     out.add(i, "}")
     out.add(i, "scf.index_switch %rem")
-    for r in range(1, ROWS):
+    for r in range(1, shape.rows):
         out.add(i, f"case {r} {{")
         tile.write(i + 2, r, "%tail")
         out.add(i + 2, "scf.yield")
@@ -323,13 +346,16 @@ def register_tile(
     rhs: Sequence[str],
     lhs: Sequence[str],
     extra: Sequence[str] = (),
+    lanes: int = LANES,
 ) -> None:
-    """`result`:2*len(lhs) = a register tile of len(lhs) <= 6 rows x 16 columns: for each row r,
-    the sum over %k < `upper` of the scalar that op `lhs[r]` loads times the 16 floats that the
-    two 8-float ops `rhs` load (ops written in terms of %k; %c0 and %c1 must be defined).
-    `extra` ops (a prefetch) go in the loop after the `rhs` loads."""
-    vec = f"vector<{LANES}xf32>"
-    accs = [f"%acc{r}_{h}" for r in range(len(lhs)) for h in range(2)]
+    """`result`:len(rhs)*len(lhs) = a register tile of len(lhs) rows x 16 columns: for each
+    row r, the sum over %k < `upper` of the scalar that op `lhs[r]` loads times the 16 floats
+    that the ops `rhs` load, `lanes` floats each (two of 8, or one of 16; ops written in terms
+    of %k; %c0 and %c1 must be defined). `extra` ops (a prefetch) go in the loop after the
+    `rhs` loads."""
+    vec = f"vector<{lanes}xf32>"
+    halves = range(len(rhs))
+    accs = [f"%acc{r}_{h}" for r in range(len(lhs)) for h in halves]
     types = ", ".join([vec] * len(accs))
     carried = ", ".join(f"{a} = %zero" for a in accs)
     out.add(
@@ -345,7 +371,7 @@ def register_tile(
     for r, load in enumerate(lhs):
         out.add(i + 2, f"%a{r} = {load}")
         out.add(i + 2, f"%v{r} = vector.broadcast %a{r} : f32 to {vec}")
-        for h in range(2):
+        for h in halves:
             out.add(i + 2, f"%s{r}_{h} = vector.fma %v{r}, %r{h}v, %acc{r}_{h} : {vec}")
             new.append(f"%s{r}_{h}")
     out.add(i + 2, f"scf.yield {', '.join(new)} : {types}")
@@ -361,30 +387,54 @@ class _TileWriter:
         self.b = "%b, " if shape.batched else ""  # the batch index, where there is one
 
     def write(self, i: int, rows: int, row0: str, *, prefetch: bool = False) -> None:
-        out, b, vec = self.out, self.b, f"vector<{LANES}xf32>"
+        out, b, shape = self.out, self.b, self.shape
+        lanes, vectors = shape.lanes, shape.vectors
+        vec = f"vector<{lanes}xf32>"
         row = [out.fresh("row") for _ in range(rows)]
         for r in range(rows):
             out.add(i, f"{row[r]} = arith.addi {row0}, %r{r} : index")
         res = out.fresh("res")
-        loads = [f"vector.load %R[{b}%p, %k, %c{LANES * h}] : {self.r_t}, {vec}" for h in range(2)]
+        loads = [
+            f"vector.load %R[{b}%p, %k, %c{lanes * h}] : {self.r_t}, {vec}" for h in range(vectors)
+        ]
         next_panel = f"memref.prefetch %R[{b}%pn, %k, %c0], read, locality<3>, data : {self.r_t}"
         extra = [next_panel] if prefetch else []
         lhs = [f"memref.load %A[{b}{row[r]}, %k] : {self.a_t}" for r in range(rows)]
-        register_tile(out, i, res, "%cK", loads, lhs, extra)
-        epilogue = self.shape.epilogue
+        register_tile(out, i, res, "%cK", loads, lhs, extra, lanes)
         for r in range(rows):
-            if epilogue is not None:
-                e = epilogue.write(out, i, f"{res}#{2 * r}", f"{res}#{2 * r + 1}", f"_{r}")
-                out.add(i, f"vector.store {e}, %C[{b}{row[r]}, %h0] : {self.c_t}, {vec}")
+            halves = self._halves(i, [f"{res}#{vectors * r + h}" for h in range(vectors)])
+            c_row = f"%C[{b}{row[r]}"
+            half_t = f"vector<{LANES}xf32>"
+            if shape.epilogue is not None:
+                e = shape.epilogue.write(out, i, halves[0], halves[1], f"_{r}")
+                out.add(i, f"vector.store {e}, {c_row}, %h0] : {self.c_t}, {half_t}")
                 continue
-            out.add(i, f"vector.store {res}#{2 * r}, %C[{b}{row[r]}, %n0] : {self.c_t}, {vec}")
-            store = f"vector.store {res}#{2 * r + 1}, %C[{b}{row[r]}, %n8] : {self.c_t}, {vec}"
-            if self.shape.n % PANEL:  # the last panel is half padding: 8 columns are stored
-                out.add(i, "scf.if %whole {")
-                out.add(i + 2, store)
-                out.add(i, "}")
-            else:
-                out.add(i, store)
+            if not shape.n % PANEL:  # every panel whole: column %n0, and %n8 for a second ymm
+                for h, col in zip(range(vectors), ("%n0", "%n8"), strict=False):
+                    value = f"{res}#{vectors * r + h}"
+                    out.add(i, f"vector.store {value}, {c_row}, {col}] : {self.c_t}, {vec}")
+                continue
+            # the last panel is half padding: its first 8 columns are stored
+            out.add(i, f"vector.store {halves[0]}, {c_row}, %n0] : {self.c_t}, {half_t}")
+            out.add(i, "scf.if %whole {")
+            out.add(i + 2, f"vector.store {halves[1]}, {c_row}, %n8] : {self.c_t}, {half_t}")
+            out.add(i, "}")
+
+    def _halves(self, i: int, values: list[str]) -> list[str]:
+        """The two 8-column halves of a row's 16 outputs (a zmm row is split in two)."""
+        if len(values) == 2:
+            return values
+        halves = []
+        for h in range(2):
+            name = self.out.fresh("half")
+            self.out.add(
+                i,
+                f"{name} = vector.extract_strided_slice {values[0]} offsets = [{LANES * h}], "
+                f"sizes = [{LANES}], strides = [1] : vector<{2 * LANES}xf32> to "
+                f"vector<{LANES}xf32>",
+            )
+            halves.append(name)
+        return halves
 
 
 # ---------------------------------------------------------------------------------------------
@@ -826,9 +876,10 @@ def _walk(op) -> Iterator[Any]:
                 yield from _walk(child.operation)
 
 
-def rewrite_gemms(module) -> list[GemmShape]:
+def rewrite_gemms(module, isa: str = "avx2") -> list[GemmShape]:
     """Replace the GEMMs of `module` (an `iree.compiler.ir.Module` of linalg on tensors) that the
-    kernel serves; returns the kernel shape of each one replaced."""
+    kernel serves, with register tiles for `isa` (`ISAS`); returns the kernel shape of each one
+    replaced."""
     from iree.compiler import ir
 
     f32 = ir.F32Type.get(module.context)
@@ -842,7 +893,7 @@ def rewrite_gemms(module) -> list[GemmShape]:
         m = (m.rhs_layout != "bkn" and _glu(m)) or m
         shape = _kernel_shape(m)
         if shape is not None:
-            calls.append((m, shape))
+            calls.append((m, replace(shape, isa=isa)))
     if not calls:
         return []
     sources: list[str] = []

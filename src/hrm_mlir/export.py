@@ -41,6 +41,7 @@ from hrm_mlir.params import (
     resource_key,
     save_archive,
 )
+from hrm_mlir.reference import attach, step_cases
 
 STEP_FUNC = "step"
 INDEX_DTYPE = torch.int32  # dtype of `inputs` and `puzzle_identifiers` at the ABI
@@ -62,6 +63,8 @@ class ExportOptions:
             keys (same results; IREE's CPU softmax is ~60x slower on other row counts). In
             float32 the export also normalizes attention after P @ V
             (`hrm_mlir.model.export_attention`).
+        reference: record PyTorch's outputs on random inputs in the module
+            (`hrm_mlir.reference`), which `compile` checks its artifact against.
     """
 
     output_type: OutputType = OutputType.TORCH
@@ -70,6 +73,7 @@ class ExportOptions:
     entry: Entry = Entry.STEP
     params: Params | None = None
     attention_pad: int = 8
+    reference: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
@@ -164,6 +168,8 @@ def export_step(source: Checkpoint | HRM, options: ExportOptions | None = None) 
             import_step(importer, hooks, model.inner, options.batch_size, STEP_FUNC)
         module = lower(importer.module, options.output_type)
         inline_parts(module)
+    if options.reference:
+        attach(module, step_cases(model, options.batch_size))
     parameters = externalize_if(options, module, hooks, model)
     return ExportedModule(module, model.config, options, parameters, notes)
 

@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from torch_mlir import ir
 
+from hrm_mlir.abi import PARAMETER_SCOPE
 from hrm_mlir.config import OutputType, _ChoiceEnum
 from hrm_mlir.errors import ExportError, HrmMlirError, first_line
 from hrm_mlir.fileio import atomic_path
 
-SCOPE = "model"  # the parameter scope: `--parameters=model=FILE.irpa`
+SCOPE = PARAMETER_SCOPE
 GLOBAL_PREFIX = "param."
 INLINE_LIMIT_BYTES = 512 * 2**20  # above this much weight data, export externalizes by default
 EXTERNAL_DIALECTS = (OutputType.TORCH, OutputType.LINALG_ON_TENSORS, OutputType.STABLEHLO)

@@ -1,17 +1,26 @@
-"""Load a compiled IREE module (.vmfb) and call its functions with torch tensors."""
+"""Load a compiled IREE module (.vmfb) and call its functions with torch tensors or arrays.
+
+Loading a module and calling it on numpy arrays (`call_arrays`) imports no torch: `compile`'s
+self-check runs the new artifact that way.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ml_dtypes
 import numpy as np
-import torch
 from iree import runtime as rt
 
+from hrm_mlir.abi import PARAMETER_SCOPE
+from hrm_mlir.cpu_target import CPU_KEY, FEATURES_KEY, HOST, resolve_cpu
 from hrm_mlir.errors import RuntimeFailure, first_line
-from hrm_mlir.params import SCOPE, load_index
+
+if TYPE_CHECKING:
+    import torch
+
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 # IREE's worker threads get 128 KiB stacks by default. The default compile flags stay within
@@ -23,6 +32,8 @@ rt.flags.parse_flags(f"--task_worker_stack_size={WORKER_STACK_BYTES}")
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     """A host array IREE accepts (bf16 through ml_dtypes, which numpy lacks)."""
+    import torch
+
     t = t.detach().cpu().contiguous()
     if t.dtype == torch.bfloat16:
         return t.view(torch.uint16).numpy().view(_BF16)
@@ -30,6 +41,8 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def to_torch(a: np.ndarray) -> torch.Tensor:
+    import torch
+
     a = np.ascontiguousarray(a)
     if a.dtype == _BF16:
         return torch.from_numpy(a.view(np.uint16).copy()).view(torch.bfloat16)
@@ -55,12 +68,16 @@ class CompiledModule:
     ) -> None:
         data = vmfb if isinstance(vmfb, bytes) else _read(Path(vmfb))
         # Keep the index: the provider reads the tensors it was given for as long as it lives.
-        self._index = None if parameters is None else load_index(parameters)
+        self._index = None
+        if parameters is not None:
+            from hrm_mlir.params import load_index
+
+            self._index = load_index(parameters)
         try:
             self._config = rt.Config(driver)
             self._context = rt.SystemContext(config=self._config)
             if self._index is not None:
-                provider = self._index.create_provider(scope=SCOPE)
+                provider = self._index.create_provider(scope=PARAMETER_SCOPE)
                 io = rt.create_io_parameters_module(self._config.vm_instance, provider)
                 self._context.add_vm_module(io)
             self._vm_module = rt.VmModule.copy_buffer(self._config.vm_instance, data)
@@ -74,6 +91,27 @@ class CompiledModule:
             first = first_line(e)
             raise RuntimeFailure(f"cannot load the compiled module on {driver}: {first}") from None
         self.name = self._vm_module.name
+        if driver.startswith("local"):
+            self._require_cpu_features(vmfb if isinstance(vmfb, str | Path) else None)
+
+    def _require_cpu_features(self, path: str | Path | None) -> None:
+        """Refuse, in one line, an llvm-cpu artifact built for features this CPU lacks."""
+        for function in self.function_names:
+            recorded = self.reflection(function)
+            if FEATURES_KEY not in recorded:
+                continue
+            host = resolve_cpu(HOST)
+            missing = sorted(set(recorded[FEATURES_KEY].split(",")) - host.features - {""})
+            if missing:
+                what = f"{path}: " if path is not None else ""
+                more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+                shown = ", ".join(missing[:8]) + more
+                raise RuntimeFailure(
+                    f"{what}built for CPU {recorded.get(CPU_KEY, '?')}, whose features {shown} "
+                    f"this CPU ({host.name}) lacks: compile it again with --cpu host, or for a "
+                    "baseline such as x86-64-v3 or x86-64-v4"
+                )
+            return
 
     @property
     def function_names(self) -> list[str]:
@@ -88,6 +126,11 @@ class CompiledModule:
 
     def call(self, function: str, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Invoke `function` and return its results as CPU tensors."""
+        results = self.call_arrays(function, *(to_numpy(a) for a in args))
+        return tuple(to_torch(r) for r in results)
+
+    def call_arrays(self, function: str, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Invoke `function` on host arrays and return its results as host arrays."""
         try:
             fn = self._context.modules[self.name][function]
         except KeyError:
@@ -96,12 +139,12 @@ class CompiledModule:
                 f"(it has: {', '.join(self.function_names)})"
             ) from None
         try:
-            results = fn(*(to_numpy(a) for a in args))
+            results = fn(*args)
         except (RuntimeError, ValueError) as e:
             raise RuntimeFailure(f"@{function} failed: {first_line(e)}") from None
         if not isinstance(results, tuple | list):
             results = (results,)
-        return tuple(to_torch(np.asarray(r.to_host())) for r in results)
+        return tuple(np.asarray(r.to_host()) for r in results)
 
 
 def _read(path: Path) -> bytes:

@@ -14,43 +14,9 @@ from dataclasses import dataclass, field
 import torch
 
 from hrm_mlir.config import DType
+from hrm_mlir.numerics import TOLERANCES, OutputComparison, Tolerance, compare_one
 
 STEP_OUTPUTS = ("z_H", "z_L", "logits", "q_halt_logits", "q_continue_logits")
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """An output passes when its relative L2 error ||got - ref|| / ||ref|| is at most `rel_l2`,
-    or its largest absolute error is at most `atol` (for outputs near zero, such as a
-    q logit of 0.2, whose relative error says little)."""
-
-    rel_l2: float
-    atol: float
-
-
-# The compiled model and PyTorch round differently (fusion, reassociated reductions). Measured on
-# the 27M-parameter config: float32 rel-L2 <= 5.3e-6, max abs <= 8.2e-5; bfloat16 rel-L2 <= 3.5e-2
-# (each side rounds different intermediates to bf16's 8 mantissa bits, over 24 blocks).
-TOLERANCES: dict[DType, Tolerance] = {
-    DType.FLOAT32: Tolerance(rel_l2=1e-4, atol=1e-4),
-    DType.BFLOAT16: Tolerance(rel_l2=1e-1, atol=1e-1),
-}
-
-
-@dataclass
-class OutputComparison:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    max_abs: float
-    mean_abs: float
-    rel_l2: float
-    worst_index: tuple[int, ...]
-    problem: str | None = None  # shape/dtype mismatch or tolerance exceeded
-
-    @property
-    def passed(self) -> bool:
-        return self.problem is None
 
 
 @dataclass
@@ -158,36 +124,17 @@ def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _compare_one(name: str, got: torch.Tensor, ref: torch.Tensor, tol: Tolerance):
-    shape, dtype = tuple(ref.shape), str(ref.dtype).removeprefix("torch.")
-    if tuple(got.shape) != shape:
-        return OutputComparison(
-            name, shape, dtype, *_NAN, problem=f"shape {tuple(got.shape)}, expected {shape}"
-        )
-    if got.dtype != ref.dtype:
-        got_dtype = str(got.dtype).removeprefix("torch.")
-        return OutputComparison(
-            name, shape, dtype, *_NAN, problem=f"dtype {got_dtype}, expected {dtype}"
-        )
-    g, r = got.double(), ref.double()  # upcast before diffing
-    diff = (g - r).abs()
-    if diff.numel() == 0:
-        return OutputComparison(name, shape, dtype, 0.0, 0.0, 0.0, ())
-    worst = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
-    norm = float(r.norm())
-    rel = float(diff.norm()) / norm if norm > 0 else float(diff.norm())
-    problem = None
-    if not torch.isfinite(g).all():
-        problem = "non-finite values"
-    elif rel > tol.rel_l2 and float(diff.max()) > tol.atol:
-        problem = (
-            f"rel-L2 {rel:.3g} > {tol.rel_l2:g} and max abs {float(diff.max()):.3g} > {tol.atol:g}"
-        )
-    return OutputComparison(
-        name, shape, dtype, float(diff.max()), float(diff.mean()), rel, worst, problem
+    def name_of(t: torch.Tensor) -> str:
+        return str(t.dtype).removeprefix("torch.")
+
+    return compare_one(
+        name,
+        got.detach().double().numpy(),
+        ref.detach().double().numpy(),
+        tol,
+        got_dtype=name_of(got),
+        dtype=name_of(ref),
     )
-
-
-_NAN = (float("nan"), float("nan"), float("nan"), ())
 
 
 def random_step_inputs(config, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
