@@ -24,7 +24,9 @@ from hrm_mlir.export import ExportOptions, export_step
 from hrm_mlir.reference import DYNAMIC_BATCHES, attach, detach
 from hrm_mlir.runtime import CompiledModule
 from hrm_mlir.verify import verify_step
-from tests.conftest import random_model
+from tests.conftest import random_model, requires_x86
+
+pytestmark = requires_x86
 
 REPO = Path(__file__).resolve().parent.parent
 _CALLS = itertools.count(1)

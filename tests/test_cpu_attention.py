@@ -16,8 +16,10 @@ from hrm_mlir.cpu_attention import (
 )
 from hrm_mlir.cpu_gemm import _tensor
 from hrm_mlir.export import ExportOptions, export_step
-from tests.conftest import random_model
+from tests.conftest import random_model, requires_x86
 from tests.test_cpu_gemm import _call, _rel_err
+
+pytestmark = requires_x86
 
 F32_TOL = 1e-5  # relative to the output's norm, against float64
 
@@ -34,13 +36,16 @@ def _reference(q, kt, r, keys: int, scale: float, sums: int) -> np.ndarray:
     ("batch", "length", "depth", "n", "keys", "sums", "dynamic"),
     [
         (2, 24, 32, 40, 18, 0, False),  # a half-padded key panel, 2.5 R panels, 6 masked keys
+        # (AVX-512: R panels in a tile of 2 and one of 1, the last half padding)
         (3, 88, 64, 64, 82, 8, False),  # Sudoku's 82 tokens, P @ [V | 1]; last row tile: 4 rows
         (2, 16, 8, 8, 16, 16, True),  # runtime batch; no key masked; half an R panel
+        (1, 40, 16, 24, 37, 8, False),  # 3 key panels (AVX-512: a pair, then an odd last one)
     ],
 )
-def test_kernel_matches_float64(batch, length, depth, n, keys, sums, dynamic):
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])  # AVX-512 code runs on AVX2 too, slower
+def test_kernel_matches_float64(batch, length, depth, n, keys, sums, dynamic, isa):
     scale = depth**-0.5
-    shape = AttentionShape(None if dynamic else batch, length, depth, n, keys, scale, sums)
+    shape = AttentionShape(None if dynamic else batch, length, depth, n, keys, scale, sums, isa)
     rng = np.random.default_rng(0)
     q = rng.standard_normal((batch, length, depth)).astype(np.float32)
     kt = rng.standard_normal((batch, depth, length)).astype(np.float32)

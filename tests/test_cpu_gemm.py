@@ -16,7 +16,9 @@ from hrm_mlir.errors import CompileError
 from hrm_mlir.export import ExportOptions, export_step
 from hrm_mlir.runtime import CompiledModule
 from hrm_mlir.verify import STEP_OUTPUTS, compare, random_step_inputs, verify_step
-from tests.conftest import random_model
+from tests.conftest import random_model, requires_x86
+
+pytestmark = requires_x86
 
 F32_TOL = 1e-5  # relative to the output's norm, against float64
 
@@ -73,23 +75,25 @@ def _rel_err(got: np.ndarray, want: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize(
-    ("m", "k", "n", "row_block_bytes"),
+    ("m", "k", "n", "small_blocks"),
     [
-        (82, 64, 48, None),  # 13 full row tiles and a 4-row one
-        (1, 37, 16, None),  # one row: only the remainder tile; odd K
-        (6, 8, 8, None),  # one full tile; N is half a panel (the padded half is not stored)
-        (41, 19, 40, 4 * 19 * 12),  # row blocks of 12 rows: 4 workgroups down, the last 5 rows
+        (82, 64, 48, False),  # full row tiles and a remainder (AVX2: 13 of 6 and 4 rows)
+        (1, 37, 16, False),  # one row: only the remainder tile; odd K
+        (6, 8, 8, False),  # one full tile; N is half a panel (the padded half is not stored)
+        (41, 19, 40, True),  # row blocks of two tiles: several workgroups down, a short last;
+        # 3 panels, the last half padding (AVX-512: a workgroup of 2 panels, then one of 1)
     ],
 )
 @pytest.mark.parametrize("isa", list(cpu_gemm.ISAS))  # AVX-512 code runs on AVX2 too, slower
-def test_kernel_matches_float64(m, k, n, row_block_bytes, isa, monkeypatch):
-    if row_block_bytes:
-        monkeypatch.setattr(cpu_gemm, "A_BLOCK_BYTES", row_block_bytes)
+def test_kernel_matches_float64(m, k, n, small_blocks, isa, monkeypatch):
+    rows = cpu_gemm.ISAS[isa][1]
+    if small_blocks:
+        monkeypatch.setattr(cpu_gemm, "A_BLOCK_BYTES", 4 * k * 2 * rows)
     rng = np.random.default_rng(m * 1000 + n)
     a = rng.standard_normal((m, k), dtype=np.float32)
     r = rng.standard_normal((k, n), dtype=np.float32)
     shape = cpu_gemm.GemmShape(0, m, k, n, isa=isa)
-    assert row_block_bytes is None or shape.row_block == 12
+    assert not small_blocks or shape.row_block == 2 * rows
     got = _run_kernel(shape, a, r)
     want = a.astype(np.float64) @ r.astype(np.float64)
     assert got.shape == (m, n) and _rel_err(got, want) < F32_TOL
@@ -116,10 +120,11 @@ def test_kernel_runtime_sizes(batch, m, dynamic, isa):
 
 
 @pytest.mark.parametrize("isa", list(cpu_gemm.ISAS))
-def test_kernel_with_a_swiglu_epilogue(isa):
+@pytest.mark.parametrize("n", [32, 48])  # AVX-512: 2 panels in one workgroup; 2 + 1
+def test_kernel_with_a_swiglu_epilogue(isa, n):
     """C = silu(gate) * up of the two halves of A @ R, with R's panels holding 8 columns of
     each half (the packing the rewrite gives a fused weight)."""
-    m, k, n = 13, 20, 32
+    m, k = 13, 20
     silu_times_up = cpu_gemm.Epilogue(
         (
             ("%e0", "arith.negf", ("%g",)),

@@ -18,7 +18,9 @@ from hrm_mlir.cpu_qkv import QkvShape, qkv_dispatch, qkv_executable
 from hrm_mlir.export import ExportOptions, export_step
 from hrm_mlir.runtime import CompiledModule
 from hrm_mlir.verify import verify_step
-from tests.conftest import random_model
+from tests.conftest import random_model, requires_x86
+
+pytestmark = requires_x86
 
 # what IREE does first: drop code nothing reads, the sizes of runtime-batch pads included
 DEAD_CODE = "builtin.module(resolve-shaped-type-result-dims, canonicalize)"

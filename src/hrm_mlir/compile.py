@@ -485,7 +485,7 @@ def _prepare(path: Path, dialect: OutputType, options: CompileOptions, tmp: Path
         prepared = _Prepared(plain, source_dialect, cases=cases)
         if not kernels_wanted:
             return prepared
-        prepared.attention = fuse_attention(module)
+        prepared.attention = fuse_attention(module, options.gemm_isa())
         prepared.kernels = rewrite_gemms(module, options.gemm_isa())
         if not prepared.kernels and not prepared.attention:
             return prepared

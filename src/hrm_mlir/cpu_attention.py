@@ -1,4 +1,4 @@
-"""Attention as one hand-written IREE dispatch (llvm-cpu, AVX2 + FMA).
+"""Attention as one hand-written IREE dispatch (llvm-cpu, AVX2 + FMA, and AVX-512).
 
 The exporter writes attention normalized after P @ V (`hrm_mlir.model._normalized_after_pv`):
 
@@ -15,6 +15,11 @@ place, and multiplies them by [V | 1], so the scores never leave the core. Each 
 takes 6 rows of one head; K^T and V of a head (2 x 231 KB at P = 904) stay in L2 across the
 workgroups of that head.
 
+For AVX-512 targets (`isa="avx512"`) the same code is written with 16-lane vectors: the
+scores and P @ V on tiles of 6 rows x 2 panels of one zmm (12 accumulators, as the AVX2
+tiles have), and the exp, masks and row sums 16 lanes at a time. At 901 tokens that took the
+27M step's attention from 252 to 155 ms on an AVX-512 Xeon (`benchmarks/README.md`).
+
 `fuse_attention` finds the pattern in linalg on tensors (torch-mlir's lowering, or IREE's input
 conversion of the torch dialect) and replaces it with a dispatch of `attention_executable`; the
 division by the row sums stays IREE's. Anything else is left to `hrm_mlir.cpu_gemm`.
@@ -23,10 +28,11 @@ division by the row sums stays IREE's. Anything else is left to `hrm_mlir.cpu_ge
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hrm_mlir.cpu_gemm import (
+    ISAS,
     LANES,
     PANEL,
     ROWS,
@@ -68,6 +74,22 @@ class AttentionShape:
     keys: int
     scale: float
     sums: int = 0
+    isa: str = "avx2"  # the vector width of the code (`hrm_mlir.cpu_gemm.ISAS`)
+
+    @property
+    def lanes(self) -> int:
+        """Floats per vector: 8 (ymm) or 16 (zmm)."""
+        return ISAS[self.isa][0]
+
+    @property
+    def vectors(self) -> int:
+        """Vectors per 16-column panel and row."""
+        return PANEL // self.lanes
+
+    @property
+    def pv_panels(self) -> int:
+        """Output panels per P @ V register tile: 2 with zmm (12 accumulators), else 1."""
+        return 2 if self.vectors == 1 else 1
 
     @staticmethod
     def supported(length: int, n: int, keys: int) -> bool:
@@ -104,9 +126,10 @@ _EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
              1.6666665459e-1, 5.0000001201e-1)  # fmt: skip
 
 
-def _exp(out: _Lines, i: int, x: str, result: str) -> None:
-    """`result` = exp(`x`), an 8-float vector, written with the constants from `_exp_constants`."""
-    vec, ivec = f"vector<{LANES}xf32>", f"vector<{LANES}xi32>"
+def _exp(out: _Lines, i: int, x: str, result: str, lanes: int = LANES) -> None:
+    """`result` = exp(`x`), a vector of `lanes` floats, written with the constants from
+    `_exp_constants`."""
+    vec, ivec = f"vector<{lanes}xf32>", f"vector<{lanes}xi32>"
     out.block(
         i,
         f"""
@@ -129,13 +152,13 @@ def _exp(out: _Lines, i: int, x: str, result: str) -> None:
         %ex_bits = arith.shli %ex_nb, %ex_shift : {ivec}
         %ex_pow = arith.bitcast %ex_bits : {ivec} to {vec}
         %ex_v = arith.mulf %ex_q, %ex_pow : {vec}
-        {result} = arith.select %ex_low, %zero, %ex_v : vector<{LANES}xi1>, {vec}
+        {result} = arith.select %ex_low, %zero, %ex_v : vector<{lanes}xi1>, {vec}
         """,
     )
 
 
-def _exp_constants(out: _Lines, i: int) -> None:
-    vec, ivec = f"vector<{LANES}xf32>", f"vector<{LANES}xi32>"
+def _exp_constants(out: _Lines, i: int, lanes: int = LANES) -> None:
+    vec, ivec = f"vector<{lanes}xf32>", f"vector<{lanes}xi32>"
     values = {
         "floor": _EXP_FLOOR,
         "log2e": 1.44269504088896341,
@@ -167,7 +190,9 @@ def attention_executable(shape: AttentionShape) -> str:
     r_t = _memref(shape.dims(shape.out_panels, p, PANEL))
     o_t = _memref(shape.dims(p, shape.n + shape.sums))
     s_t = f"memref<{ROWS}x{width}xf32>"
-    vec, ivec = f"vector<{LANES}xf32>", f"vector<{LANES}xi32>"
+    lanes = shape.lanes
+    vec, ivec = f"vector<{lanes}xf32>", f"vector<{lanes}xi32>"
+    vectors = shape.vectors
     out = _Lines()
     workload = ["B"] if shape.batch is None else []
     gz = "%wB" if shape.batch is None else shape.batch
@@ -180,6 +205,7 @@ def attention_executable(shape: AttentionShape) -> str:
         %c1 = arith.constant 1 : index
         %c8 = arith.constant {LANES} : index
         %c16 = arith.constant {PANEL} : index
+        %cL = arith.constant {lanes} : index
         %cR = arith.constant {ROWS} : index
         %cD = arith.constant {d} : index
         %cKeys = arith.constant {shape.keys} : index
@@ -189,11 +215,11 @@ def attention_executable(shape: AttentionShape) -> str:
         %zero = arith.constant dense<0.0> : {vec}
         %ninf = arith.constant dense<0xFF800000> : {vec}
         %scale = arith.constant dense<{shape.scale!r}> : {vec}
-        %iota = arith.constant dense<[0, 1, 2, 3, 4, 5, 6, 7]> : {ivec}
+        %iota = arith.constant dense<{list(range(lanes))}> : {ivec}
         %keys = arith.constant dense<{shape.keys}> : {ivec}
         """,
     )
-    _exp_constants(out, i)
+    _exp_constants(out, i, lanes)
     dyn = ""
     if shape.batch is None:
         out.add(i, "%B = arith.index_castui %iB : i32 to index")
@@ -215,84 +241,152 @@ def attention_executable(shape: AttentionShape) -> str:
         out.add(i, f"%sr{r} = arith.constant {r} : index")
         out.add(i, f"%ru{r} = arith.addi %m0, %sr{r} : index")
         out.add(i, f"%row{r} = arith.minui %ru{r}, %cLastRow : index")
-    # 1. S[r, c] = scale * Q[row r] . KT[:, c], keys from `keys` on -inf; the row maxima
-    maxima = ", ".join(f"%mx{r} = %ninf" for r in range(ROWS))
+    # 1. S[r, c] = scale * Q[row r] . KT[:, c], keys from `keys` on -inf; the row maxima. With
+    # zmm, two key panels per register tile (12 accumulators), then an odd last one.
     types = ", ".join([vec] * ROWS)
-    out.add(
-        i, f"%max:{ROWS} = scf.for %j = %c0 to %cKP step %c1 iter_args({maxima}) -> ({types}) {{"
-    )
-    j = i + 2
-    loads = [f"vector.load %KT[%b, %j, %k, %c{LANES * h}] : {kt_t}, {vec}" for h in range(2)]
-    rows = [f"memref.load %Q[%b, %row{r}, %k] : {q_t}" for r in range(ROWS)]
-    register_tile(out, j, "%s", "%cD", loads, rows)
-    out.add(j, "%col0 = arith.muli %j, %c16 : index")
-    out.add(j, "%col1 = arith.addi %col0, %c8 : index")
-    for h in range(2):
-        out.block(
-            j,
-            f"""
-            %ci{h} = arith.index_cast %col{h} : index to i32
-            %cv{h} = vector.broadcast %ci{h} : i32 to {ivec}
-            %ki{h} = arith.addi %cv{h}, %iota : {ivec}
-            %masked{h} = arith.cmpi sge, %ki{h}, %keys : {ivec}
-            """,
+    step = shape.pv_panels
+    pairs, odd = divmod(shape.key_panels, step)
+    maxima = [f"%mx{r}" for r in range(ROWS)]
+    if pairs:
+        carried = ", ".join(f"%mx{r} = %ninf" for r in range(ROWS))
+        out.add(i, f"%cPairs = arith.constant {pairs} : index")
+        out.add(i, f"%cStep = arith.constant {step} : index")
+        out.add(
+            i,
+            f"%max:{ROWS} = scf.for %jp = %c0 to %cPairs step %c1 iter_args({carried}) "
+            f"-> ({types}) {{",
         )
-    maxima_out = []
-    for r in range(ROWS):
-        m = f"%mx{r}"
-        for h in range(2):
-            out.block(
-                j,
-                f"""
-                %sc{r}_{h} = arith.mulf %s#{2 * r + h}, %scale : {vec}
-                %sm{r}_{h} = arith.select %masked{h}, %ninf, %sc{r}_{h} : vector<{LANES}xi1>, {vec}
-                vector.store %sm{r}_{h}, %S[%sr{r}, %col{h}] : {s_t}, {vec}
-                %m{r}_{h} = arith.maximumf {m}, %sm{r}_{h} : {vec}
-                """,
-            )
-            m = f"%m{r}_{h}"
-        maxima_out.append(m)
-    out.add(j, f"scf.yield {', '.join(maxima_out)} : {types}")
-    out.add(i, "}")
+        out.add(i + 2, "%js0 = arith.muli %jp, %cStep : index")
+        panels = ["%js0"]
+        if step == 2:
+            out.add(i + 2, "%js1 = arith.addi %js0, %c1 : index")
+            panels.append("%js1")
+        new = _scores(out, i + 2, shape, panels, maxima, (q_t, kt_t, s_t), "")
+        out.add(i + 2, f"scf.yield {', '.join(new)} : {types}")
+        out.add(i, "}")
+        maxima = [f"%max#{r}" for r in range(ROWS)]
+    else:
+        for r in range(ROWS):
+            out.add(i, f"%mx{r} = arith.addf %ninf, %zero : {vec}")
+    if odd:
+        out.add(i, f"%jlast = arith.constant {shape.key_panels - 1} : index")
+        maxima = _scores(out, i, shape, ["%jlast"], maxima, (q_t, kt_t, s_t), "_last")
     # 2. S[r, :] = exp(S[r, :] - max S[r, :]), and its sum
+    half = f"vector<{LANES}xf32>"
     for r in range(ROWS):
-        out.add(i, f"%mr{r} = vector.reduction <maximumf>, %max#{r} : {vec} into f32")
+        out.add(i, f"%mr{r} = vector.reduction <maximumf>, {maxima[r]} : {vec} into f32")
         out.add(i, f"%mv{r} = vector.broadcast %mr{r} : f32 to {vec}")
         out.add(
-            i, f"%l{r} = scf.for %c = %c0 to %cW step %c8 iter_args(%acc = %zero) -> ({vec}) {{"
+            i, f"%l{r} = scf.for %c = %c0 to %cW step %cL iter_args(%acc = %zero) -> ({vec}) {{"
         )
         out.add(i + 2, f"%x = vector.load %S[%sr{r}, %c] : {s_t}, {vec}")
         out.add(i + 2, f"%y = arith.subf %x, %mv{r} : {vec}")
-        _exp(out, i + 2, "%y", "%e")
+        _exp(out, i + 2, "%y", "%e", lanes)
         out.add(i + 2, f"vector.store %e, %S[%sr{r}, %c] : {s_t}, {vec}")
         out.add(i + 2, f"%sum = arith.addf %acc, %e : {vec}")
         out.add(i + 2, f"scf.yield %sum : {vec}")
         out.add(i, "}")
         if shape.sums:
             out.add(i, f"%ls{r} = vector.reduction <add>, %l{r} : {vec} into f32")
-            out.add(i, f"%lv{r} = vector.broadcast %ls{r} : f32 to {vec}")
+            out.add(i, f"%lv{r} = vector.broadcast %ls{r} : f32 to {half}")
             for col in range(shape.n, shape.n + shape.sums, LANES):
                 out.add(i, f"%sc{r}_{col} = arith.constant {col} : index")
-                out.add(i, f"vector.store %lv{r}, %O[%b, %row{r}, %sc{r}_{col}] : {o_t}, {vec}")
-    # 3. O[row r, :] = S[r, :keys] @ R[:keys, :] (the masked keys would add exactly 0)
-    for panel in range(shape.out_panels):
-        res = f"%o{panel}"
-        out.add(i, f"%pn{panel} = arith.constant {panel} : index")
-        pn = f"%pn{panel}"
-        loads = [f"vector.load %R[%b, {pn}, %k, %c{LANES * h}] : {r_t}, {vec}" for h in range(2)]
+                out.add(i, f"vector.store %lv{r}, %O[%b, %row{r}, %sc{r}_{col}] : {o_t}, {half}")
+    # 3. O[row r, :] = S[r, :keys] @ R[:keys, :] (the masked keys would add exactly 0), on
+    # `pv_panels` output panels per register tile
+    for first in range(0, shape.out_panels, shape.pv_panels):
+        out_panels = range(first, min(first + shape.pv_panels, shape.out_panels))
+        res = f"%o{first}"
+        loads = []
+        for panel in out_panels:
+            out.add(i, f"%pn{panel} = arith.constant {panel} : index")
+            loads += [
+                f"vector.load %R[%b, %pn{panel}, %k, %c{lanes * h}] : {r_t}, {vec}"
+                for h in range(vectors)
+            ]
         rows = [f"memref.load %S[%sr{r}, %k] : {s_t}" for r in range(ROWS)]
-        register_tile(out, i, res, "%cKeys", loads, rows)
-        for h in range(2):
-            col = panel * PANEL + h * LANES
-            if col >= shape.n:
-                continue  # padding
-            oc = f"%oc{panel}_{h}"
-            out.add(i, f"{oc} = arith.constant {col} : index")
-            for r in range(ROWS):
-                out.add(i, f"vector.store {res}#{2 * r + h}, %O[%b, %row{r}, {oc}] : {o_t}, {vec}")
+        register_tile(out, i, res, "%cKeys", loads, rows, lanes=lanes)
+        per_row = len(loads)
+        for slot, panel in enumerate(out_panels):
+            for h in range(vectors):
+                col = panel * PANEL + h * lanes
+                if col >= shape.n:
+                    continue  # padding
+                oc = f"%oc{panel}_{h}"
+                out.add(i, f"{oc} = arith.constant {col} : index")
+                for r in range(ROWS):
+                    value = f"{res}#{per_row * r + vectors * slot + h}"
+                    if col + lanes <= shape.n:
+                        out.add(i, f"vector.store {value}, %O[%b, %row{r}, {oc}] : {o_t}, {vec}")
+                        continue
+                    # a zmm whose upper 8 columns are padding: its lower 8 are stored
+                    low = out.fresh("low")
+                    out.add(
+                        i,
+                        f"{low} = vector.extract_strided_slice {value} offsets = [0], "
+                        f"sizes = [{LANES}], strides = [1] : {vec} to {half}",
+                    )
+                    out.add(i, f"vector.store {low}, %O[%b, %row{r}, {oc}] : {o_t}, {half}")
     out.add(i, "return")
     close_executable(out)
     return out.text()
+
+
+def _scores(
+    out: _Lines,
+    i: int,
+    shape: AttentionShape,
+    panels: list[str],
+    maxima: list[str],
+    types: tuple[str, str, str],
+    tag: str,
+) -> list[str]:
+    """One register tile of phase 1 over the key `panels` (index values): the scaled, masked
+    scores of the 6 rows stored in S, and the row maxima updated from `maxima`; returns the
+    names of the new maxima."""
+    q_t, kt_t, s_t = types
+    lanes, vectors = shape.lanes, shape.vectors
+    vec, ivec, bvec = (f"vector<{lanes}x{t}>" for t in ("f32", "i32", "i1"))
+    loads = [
+        f"vector.load %KT[%b, {pv}, %k, %c{lanes * h}] : {kt_t}, {vec}"
+        for pv in panels
+        for h in range(vectors)
+    ]
+    rows = [f"memref.load %Q[%b, %row{r}, %k] : {q_t}" for r in range(ROWS)]
+    res = f"%s{tag}"
+    register_tile(out, i, res, "%cD", loads, rows, lanes=lanes)
+    slots = [(t, h) for t in range(len(panels)) for h in range(vectors)]
+    for t, pv in enumerate(panels):
+        out.add(i, f"%cp{tag}{t} = arith.muli {pv}, %c16 : index")
+    for t, h in slots:
+        col, offset = f"%col{tag}{t}_{h}", "%c8" if h else "%c0"  # a ymm's 8 columns from 8
+        out.block(
+            i,
+            f"""
+            {col} = arith.addi %cp{tag}{t}, {offset} : index
+            %ci{tag}{t}_{h} = arith.index_cast {col} : index to i32
+            %cv{tag}{t}_{h} = vector.broadcast %ci{tag}{t}_{h} : i32 to {ivec}
+            %ki{tag}{t}_{h} = arith.addi %cv{tag}{t}_{h}, %iota : {ivec}
+            %masked{tag}{t}_{h} = arith.cmpi sge, %ki{tag}{t}_{h}, %keys : {ivec}
+            """,
+        )
+    new = []
+    for r in range(ROWS):
+        m = maxima[r]
+        for n, (t, h) in enumerate(slots):
+            x = f"{tag}{r}_{t}_{h}"
+            out.block(
+                i,
+                f"""
+                %sc{x} = arith.mulf {res}#{len(slots) * r + n}, %scale : {vec}
+                %sm{x} = arith.select %masked{tag}{t}_{h}, %ninf, %sc{x} : {bvec}, {vec}
+                vector.store %sm{x}, %S[%sr{r}, %col{tag}{t}_{h}] : {s_t}, {vec}
+                %m{x} = arith.maximumf {m}, %sm{x} : {vec}
+                """,
+            )
+            m = f"%m{x}"
+        new.append(m)
+    return new
 
 
 # ---------------------------------------------------------------------------------------------
@@ -628,17 +722,18 @@ def _dispatch(out: _Lines, shape: AttentionShape, kt: str = "%ktp", r: str = "%r
     out.add(2, f"return %o : {o_t}")
 
 
-def fuse_attention(module) -> list[tuple[AttentionShape, QkvShape | None]]:
+def fuse_attention(module, isa: str = "avx2") -> list[tuple[AttentionShape, QkvShape | None]]:
     """Replace each attention of `module` (an `iree.compiler.ir.Module` of linalg on tensors)
-    that the kernel serves by a dispatch of it, and the code making its q, k and v from the qkv
-    projection by `hrm_mlir.cpu_qkv`'s dispatch where that recognizes it; returns the shape of
-    each attention replaced, and of the qkv dispatch (or None)."""
+    that the kernel serves by a dispatch of it, written for `isa`'s vectors
+    (`hrm_mlir.cpu_gemm.ISAS`), and the code making its q, k and v from the qkv projection by
+    `hrm_mlir.cpu_qkv`'s dispatch where that recognizes it; returns the shape of each attention
+    replaced, and of the qkv dispatch (or None)."""
     from iree.compiler import ir
 
     f32 = ir.F32Type.get(module.context)
     matches = [m for op in _walk(module.operation) if (m := _match(op)) is not None]
     matches = [
-        m for m in matches
+        replace(m, shape=replace(m.shape, isa=isa)) for m in matches
         if all(ir.ShapedType(v.type).element_type == f32 for v in (m.q, m.kt, m.r))
     ]  # fmt: skip
     if not matches:

@@ -1,4 +1,5 @@
-"""Register-tiled float32 GEMMs as hand-written IREE dispatches (llvm-cpu, AVX2 + FMA).
+"""Register-tiled float32 GEMMs as hand-written IREE dispatches (llvm-cpu, AVX2 + FMA, and
+AVX-512).
 
 IREE 3.13 lowers every float32 matmul on AVX2 to an 8x8x1 data-tiled `mmt4d`: per k, one
 8-float load of the packed right-hand side, 8 broadcasts and 8 FMAs into 8 accumulators. That
@@ -32,6 +33,12 @@ so IREE's task system (which hands a worker 8 workgroups at a time once a dispat
 worker) balances them across workers. While the first row tile of a panel runs, it prefetches
 the next panel, which the same worker usually runs next: the weights come from memory once
 per row block, and this hides that.
+
+On AVX-512 targets (`ISAS`, chosen by `hrm_mlir.compile` from the target CPU's features) the
+same generator writes zmm tiles: 12 rows x 2 panels (32 columns, one zmm per panel and row),
+24 accumulators, per k two panel loads, 12 broadcasts folded into 24 FMAs. A workgroup then
+takes two panels (the last one of an odd count one), and prefetches the next workgroup's two.
+The panels, the packing and the summation order are those of AVX2, so both give the same bits.
 """
 
 from __future__ import annotations
@@ -46,11 +53,13 @@ from typing import Any
 LANES = 8  # floats per ymm register
 PANEL = 2 * LANES  # columns per register tile
 ROWS = 6  # rows per register tile: 12 accumulators + 2 right-hand side vectors + 1 broadcast
-# The register tiles, by the target's vector ISA: (floats per vector, rows). AVX2 (16 ymm
-# registers): 6 rows x 2 ymm. AVX-512 (32 zmm registers): 12 rows x 1 zmm, 12 accumulators,
-# per k one load of the panel, 12 broadcasts and 12 FMAs of 16 floats: twice the columns per
-# FMA of the ymm tile, on the same [N/16, K, 16] panels.
-ISAS = {"avx2": (LANES, ROWS), "avx512": (2 * LANES, 12)}
+# The register tiles, by the target's vector ISA: (floats per vector, rows, panels). AVX2 (16
+# ymm registers): 6 rows x 1 panel of 2 ymm. AVX-512 (32 zmm registers): 12 rows x 2 panels
+# of 1 zmm, 24 accumulators; per k two loads of the panels, 12 broadcasts (folded into the
+# FMAs) and 24 FMAs of 16 floats, on the same [N/16, K, 16] panels as AVX2. On the 27M step
+# (82 tokens, an AVX-512 Xeon) 12 x 2 panels ran 1.1-1.2x faster than 12 x 1 panel, whose
+# one panel load per 12 FMAs left the FMA ports waiting; 10 and 14 rows were no faster.
+ISAS = {"avx2": (LANES, ROWS, 1), "avx512": (2 * LANES, 12, 2)}
 # Left-hand rows per workgroup: half a core's L2 (Zen 3: 512 KB), so they stay there beside the
 # panel and everything else while the workgroup runs. The whole L2 (512 KB) was 2-4% slower at
 # 82 and 901 tokens, batch 1, and even at batch 16; a quarter (128 KB) 1.5% slower at 901.
@@ -86,6 +95,16 @@ class GemmShape:
     def vectors(self) -> int:
         """Vector registers per row of a 16-column panel."""
         return PANEL // self.lanes
+
+    @property
+    def tile_panels(self) -> int:
+        """Panels per register tile (and per workgroup)."""
+        return ISAS[self.isa][2]
+
+    @property
+    def groups(self) -> int:
+        """Workgroups across the columns: `tile_panels` panels each, the last maybe fewer."""
+        return -(-self.panels // self.tile_panels)
 
     @property
     def n_out(self) -> int:
@@ -260,7 +279,7 @@ def gemm_executable(shape: GemmShape) -> str:
         gy = -(-shape.m // mb)
     gz = "%wB" if shape.batch is None else max(shape.batch, 1)
     workload = [name for name, _ in sizes]
-    open_executable(out, shape.symbol, workload, (np_, gy, gz), ("a", "r", "c"))
+    open_executable(out, shape.symbol, workload, (shape.groups, gy, gz), ("a", "r", "c"))
     i = 6
     constants = [
         ("c0", 0),
@@ -271,6 +290,7 @@ def gemm_executable(shape: GemmShape) -> str:
         ("cR", shape.rows),
         ("cMB", mb),
         ("cNP", np_),
+        ("cTP", shape.tile_panels),
         ("cLast", np_ - 1),
     ]
     for name, value in constants:
@@ -287,20 +307,15 @@ def gemm_executable(shape: GemmShape) -> str:
     out.add(i, f"%A = stream.binding.subspan %ab[%c0] : !stream.binding -> {a_t}{dyn}")
     out.add(i, f"%R = stream.binding.subspan %rb[%c0] : !stream.binding -> {r_t}{batch_dyn}")
     out.add(i, f"%C = stream.binding.subspan %cb[%c0] : !stream.binding -> {c_t}{dyn}")
-    # this workgroup: batch %b, panel %p (columns %n0 .. %n0 + 15), rows %m0 .. %m1 - 1
-    # This workgroup: batch %b, panel %p (columns %n0 .. %n0 + 15; with an epilogue its 8
-    # output columns from %h0), rows %m0 .. %m1 - 1: %full tiles of 6 rows, then %rem rows
-    # from %tail. %pn is the next panel.
+    # This workgroup: batch %b, rows %m0 .. %m1 - 1 (%full tiles of %cR rows, then %rem rows
+    # from %tail), panels %pg .. (`tile_panels` of them, the last workgroup maybe fewer).
     out.block(
         i,
         """
-        %p = stream.dispatch.workgroup.id[0] : index
+        %g = stream.dispatch.workgroup.id[0] : index
         %gy = stream.dispatch.workgroup.id[1] : index
         %b = stream.dispatch.workgroup.id[2] : index
-        %n0 = arith.muli %p, %c16 : index
-        %n8 = arith.addi %n0, %c8 : index
-        %h0 = arith.muli %p, %c8 : index
-        %whole = arith.cmpi ult, %p, %cLast : index
+        %pg = arith.muli %g, %cTP : index
         %m0 = arith.muli %gy, %cMB : index
         %m1u = arith.addi %m0, %cMB : index
         %m1 = arith.minui %m1u, %M : index
@@ -309,33 +324,64 @@ def gemm_executable(shape: GemmShape) -> str:
         %fullrows = arith.muli %full, %cR : index
         %rem = arith.subi %rows, %fullrows : index
         %tail = arith.addi %m0, %fullrows : index
-        %pn1 = arith.addi %p, %c1 : index
-        %pn = arith.minui %pn1, %cLast : index
         %hasfull = arith.cmpi ugt, %full, %c0 : index
         %t1 = arith.minui %full, %c1 : index
         """,
     )
+    assert shape.tile_panels <= 2, "panel offsets are %c0 and %c1"
+    # Panel j of the workgroup: %pj, its columns %n0_j .. + 15 (with an epilogue its 8 output
+    # columns from %h0_j), whether it is whole (%whole_j), and the panel it prefetches (%pn_j,
+    # the same one of the next workgroup).
+    for j in range(shape.tile_panels):
+        out.block(
+            i,
+            f"""
+            %pj{j} = arith.addi %pg, %c{j} : index
+            %p{j} = arith.minui %pj{j}, %cLast : index
+            %n0_{j} = arith.muli %p{j}, %c16 : index
+            %n8_{j} = arith.addi %n0_{j}, %c8 : index
+            %h0_{j} = arith.muli %p{j}, %c8 : index
+            %whole_{j} = arith.cmpi ult, %p{j}, %cLast : index
+            %pn1_{j} = arith.addi %p{j}, %cTP : index
+            %pn_{j} = arith.minui %pn1_{j}, %cLast : index
+            """,
+        )
     tile = _TileWriter(out, shape, a_t, r_t, c_t)
-    # The first full tile also prefetches the next panel, one 64-byte line per k.
+    if np_ % shape.tile_panels:  # the last workgroup has one panel
+        out.add(i, "%pair = arith.cmpi ult, %pj1, %cNP : index")
+        out.add(i, "scf.if %pair {")
+        _tiles(out, i + 2, tile, shape.tile_panels)
+        out.add(i, "} else {")
+        _tiles(out, i + 2, tile, 1)
+        out.add(i, "}")
+    else:
+        _tiles(out, i, tile, shape.tile_panels)
+    out.add(i, "return")
+    close_executable(out)
+    return out.text()
+
+
+def _tiles(out: _Lines, i: int, tile: _TileWriter, panels: int) -> None:
+    """The workgroup's register tiles over `panels` panels: the first full one (which also
+    prefetches the next workgroup's panels, one 64-byte line per k each), the other full ones,
+    then the remainder rows."""
+    rows = tile.shape.rows
     out.add(i, "scf.if %hasfull {")
-    tile.write(i + 2, shape.rows, "%m0", prefetch=True)
+    tile.write(i + 2, rows, "%m0", panels, prefetch=True)
     out.add(i, "}")
     out.add(i, "scf.for %t = %t1 to %full step %c1 {")
     out.add(i + 2, "%t6 = arith.muli %t, %cR : index")
     out.add(i + 2, "%row = arith.addi %m0, %t6 : index")
-    tile.write(i + 2, shape.rows, "%row")
+    tile.write(i + 2, rows, "%row", panels)
     out.add(i, "}")
     out.add(i, "scf.index_switch %rem")
-    for r in range(1, shape.rows):
+    for r in range(1, rows):
         out.add(i, f"case {r} {{")
-        tile.write(i + 2, r, "%tail")
+        tile.write(i + 2, r, "%tail", panels)
         out.add(i + 2, "scf.yield")
         out.add(i, "}")
     out.add(i, "default {")
     out.add(i, "}")
-    out.add(i, "return")
-    close_executable(out)
-    return out.text()
 
 
 def register_tile(
@@ -386,7 +432,7 @@ class _TileWriter:
         self.out, self.shape, self.a_t, self.r_t, self.c_t = out, shape, a_t, r_t, c_t
         self.b = "%b, " if shape.batched else ""  # the batch index, where there is one
 
-    def write(self, i: int, rows: int, row0: str, *, prefetch: bool = False) -> None:
+    def write(self, i: int, rows: int, row0: str, panels: int, *, prefetch: bool = False) -> None:
         out, b, shape = self.out, self.b, self.shape
         lanes, vectors = shape.lanes, shape.vectors
         vec = f"vector<{lanes}xf32>"
@@ -395,30 +441,40 @@ class _TileWriter:
             out.add(i, f"{row[r]} = arith.addi {row0}, %r{r} : index")
         res = out.fresh("res")
         loads = [
-            f"vector.load %R[{b}%p, %k, %c{lanes * h}] : {self.r_t}, {vec}" for h in range(vectors)
+            f"vector.load %R[{b}%p{j}, %k, %c{lanes * h}] : {self.r_t}, {vec}"
+            for j in range(panels)
+            for h in range(vectors)
         ]
-        next_panel = f"memref.prefetch %R[{b}%pn, %k, %c0], read, locality<3>, data : {self.r_t}"
-        extra = [next_panel] if prefetch else []
+        extra = [
+            f"memref.prefetch %R[{b}%pn_{j}, %k, %c0], read, locality<3>, data : {self.r_t}"
+            for j in range(panels)
+            if prefetch
+        ]
         lhs = [f"memref.load %A[{b}{row[r]}, %k] : {self.a_t}" for r in range(rows)]
         register_tile(out, i, res, "%cK", loads, lhs, extra, lanes)
+        per_row = panels * vectors
+        half_t = f"vector<{LANES}xf32>"
         for r in range(rows):
-            halves = self._halves(i, [f"{res}#{vectors * r + h}" for h in range(vectors)])
             c_row = f"%C[{b}{row[r]}"
-            half_t = f"vector<{LANES}xf32>"
-            if shape.epilogue is not None:
-                e = shape.epilogue.write(out, i, halves[0], halves[1], f"_{r}")
-                out.add(i, f"vector.store {e}, {c_row}, %h0] : {self.c_t}, {half_t}")
-                continue
-            if not shape.n % PANEL:  # every panel whole: column %n0, and %n8 for a second ymm
-                for h, col in zip(range(vectors), ("%n0", "%n8"), strict=False):
-                    value = f"{res}#{vectors * r + h}"
-                    out.add(i, f"vector.store {value}, {c_row}, {col}] : {self.c_t}, {vec}")
-                continue
-            # the last panel is half padding: its first 8 columns are stored
-            out.add(i, f"vector.store {halves[0]}, {c_row}, %n0] : {self.c_t}, {half_t}")
-            out.add(i, "scf.if %whole {")
-            out.add(i + 2, f"vector.store {halves[1]}, {c_row}, %n8] : {self.c_t}, {half_t}")
-            out.add(i, "}")
+            for j in range(panels):
+                values = [f"{res}#{per_row * r + vectors * j + h}" for h in range(vectors)]
+                if shape.epilogue is not None:
+                    halves = self._halves(i, values)
+                    e = shape.epilogue.write(out, i, halves[0], halves[1], f"_{r}_{j}")
+                    out.add(i, f"vector.store {e}, {c_row}, %h0_{j}] : {self.c_t}, {half_t}")
+                elif not shape.n % PANEL:  # every panel whole: columns %n0_j (and %n8_j)
+                    for value, col in zip(values, (f"%n0_{j}", f"%n8_{j}"), strict=False):
+                        out.add(i, f"vector.store {value}, {c_row}, {col}] : {self.c_t}, {vec}")
+                else:  # the last panel is half padding: its first 8 columns are stored
+                    halves = self._halves(i, values)
+                    out.add(
+                        i, f"vector.store {halves[0]}, {c_row}, %n0_{j}] : {self.c_t}, {half_t}"
+                    )
+                    out.add(i, f"scf.if %whole_{j} {{")
+                    out.add(
+                        i + 2, f"vector.store {halves[1]}, {c_row}, %n8_{j}] : {self.c_t}, {half_t}"
+                    )
+                    out.add(i, "}")
 
     def _halves(self, i: int, values: list[str]) -> list[str]:
         """The two 8-column halves of a row's 16 outputs (a zmm row is split in two)."""
