@@ -32,11 +32,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hrm_mlir.cpu_gemm import (
-    ISAS,
     LANES,
     PANEL,
     ROWS,
     GemmShape,
+    VectorIsa,
     _dims,
     _Lines,
     _memref,
@@ -58,7 +58,7 @@ MAX_SCORE_BYTES = 24 * 1024
 
 
 @dataclass(frozen=True)
-class AttentionShape:
+class AttentionShape(VectorIsa):
     """O[b] = exp(T - rowmax(T)) @ [R[b] | 1] with T = mask(scale * Q[b] @ KT[b]), float32.
 
     Q [batch, length, depth], KT [batch, depth, length], R [batch, length, n], O [batch,
@@ -75,16 +75,6 @@ class AttentionShape:
     scale: float
     sums: int = 0
     isa: str = "avx2"  # the vector width of the code (`hrm_mlir.cpu_gemm.ISAS`)
-
-    @property
-    def lanes(self) -> int:
-        """Floats per vector: 8 (ymm) or 16 (zmm)."""
-        return ISAS[self.isa][0]
-
-    @property
-    def vectors(self) -> int:
-        """Vectors per 16-column panel and row."""
-        return PANEL // self.lanes
 
     @property
     def pv_panels(self) -> int:

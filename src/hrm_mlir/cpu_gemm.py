@@ -66,8 +66,24 @@ ISAS = {"avx2": (LANES, ROWS, 1), "avx512": (2 * LANES, 12, 2)}
 A_BLOCK_BYTES = 256 * 1024
 
 
+class VectorIsa:
+    """The vector width of a kernel shape whose `isa` names an entry of `ISAS`."""
+
+    isa: str
+
+    @property
+    def lanes(self) -> int:
+        """Floats per vector register: 8 (ymm) or 16 (zmm)."""
+        return ISAS[self.isa][0]
+
+    @property
+    def vectors(self) -> int:
+        """Vector registers per row of a 16-column panel."""
+        return PANEL // self.lanes
+
+
 @dataclass(frozen=True)
-class GemmShape:
+class GemmShape(VectorIsa):
     """C[b, m, n] = A[b, m, k] @ R[b, k, n] in float32, R given packed as [b, n/16, k, 16].
 
     `batch` 0 means no batch dimension (one R for every row: a weight); None means a runtime
@@ -82,19 +98,9 @@ class GemmShape:
     isa: str = "avx2"  # the register tile: `ISAS`
 
     @property
-    def lanes(self) -> int:
-        """Floats per vector register: 8 (ymm) or 16 (zmm)."""
-        return ISAS[self.isa][0]
-
-    @property
     def rows(self) -> int:
         """Rows per register tile."""
         return ISAS[self.isa][1]
-
-    @property
-    def vectors(self) -> int:
-        """Vector registers per row of a 16-column panel."""
-        return PANEL // self.lanes
 
     @property
     def tile_panels(self) -> int:
