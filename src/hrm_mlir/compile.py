@@ -120,7 +120,7 @@ class CompileOptions:
     def gemm_isa(self) -> str:
         """The register tiles of the GEMM kernels (`hrm_mlir.cpu_gemm.ISAS`): `kernel_isa`, or
         the target's vector ISA (avx512 or avx2)."""
-        return self.kernel_isa or ("avx512" if self.cpu_target().avx512 else "avx2")
+        return self.kernel_isa or self.cpu_target().isa
 
     def cpu_target(self) -> CpuTarget:
         """The llvm-cpu target `cpu` names, as IREE's LLVM resolves it."""
@@ -371,7 +371,7 @@ def compile_module(
         stats["fused_epilogues"] = sum(k.epilogue is not None for k in chosen.kernels)
         stats["attention_kernels"] = len(chosen.attention)
         stats["qkv_kernels"] = sum(qkv is not None for _, qkv in chosen.attention)
-        stats["kernel_isa"] = chosen.kernels[0].isa if chosen.kernels else None
+        stats["kernel_isa"] = options.gemm_isa() if chosen.kernels or chosen.attention else None
         stats["checked"] = _checked(prepared.cases) if checker else None
     if output is not None:
         write_atomic(output, vmfb)

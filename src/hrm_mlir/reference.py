@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 DYNAMIC_BATCHES = (1, 3)  # the batch sizes recorded for a symbolic batch
 ACT_STEPS = 2  # `@act`'s max_steps in its case (q_halt 0)
-_STEP_NAMES = ("z_H", "z_L", "logits", "q_halt_logits", "q_continue_logits")
 _ACT_NAMES = ("logits", "q_halt_logits", "q_continue_logits", "steps")
 
 
@@ -88,13 +87,13 @@ def step_cases(model: HRM, batch_size: int | None) -> list[Case]:
     (`verify.random_step_inputs`, seed 0), so that the check and `verify` judge alike."""
     import torch
 
-    from hrm_mlir.verify import random_step_inputs
+    from hrm_mlir.verify import STEP_OUTPUTS, random_step_inputs
 
     cases = []
     for b in batch_sizes(batch_size):
         args = random_step_inputs(model.config, b, seed=0)  # what `verify` checks
         with torch.no_grad():
-            cases.append(_case("step", args, model.inner(*args), _STEP_NAMES))
+            cases.append(_case("step", args, model.inner(*args), STEP_OUTPUTS))
     return cases
 
 
