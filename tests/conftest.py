@@ -128,7 +128,8 @@ def tiny_checkpoint(tmp_path: Path, tiny_model: HRM) -> Path:
     return write_checkpoint(tmp_path / "ckpt", tiny_model, dataset_seq_len=TINY_DIMS["seq_len"])
 
 
-# Tolerance of outputs after several ACT steps, an override of the per-dtype table
+# Tolerance of outputs after several ACT steps, as hrm_mlir.numerics.LOOP_TOLERANCES (float32
+# 1e-3) for compile's self-check of @act; an override of the per-dtype step table
 # (hrm_mlir.numerics.TOLERANCES, float32 1e-4): each step's rounding differences (fusion,
 # FMA contraction, reduction order: they differ between AVX2 and AVX-512 code) feed the next
 # step's input, so they grow with the steps; the models in these tests keep that growth small

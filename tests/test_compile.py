@@ -21,7 +21,7 @@ from hrm_mlir.config import DType, OutputType
 from hrm_mlir.cpu_target import CPU_KEY, FEATURES_KEY, HOST, TARGET_KEY, resolve_cpu
 from hrm_mlir.errors import CompileError, RuntimeFailure
 from hrm_mlir.export import ExportOptions, export_step
-from hrm_mlir.reference import DYNAMIC_BATCHES, attach, detach
+from hrm_mlir.reference import DYNAMIC_BATCHES, Case, attach, check, detach
 from hrm_mlir.runtime import CompiledModule
 from hrm_mlir.verify import verify_step
 from tests.conftest import random_model, requires_x86
@@ -189,3 +189,31 @@ def test_unknown_cpu_is_one_clear_line(tmp_path, capsys, model):
 @pytest.fixture
 def model():
     return random_model(seed=1)
+
+
+class _Returns:
+    """A compiled module that returns `outputs` from every call."""
+
+    def __init__(self, *outputs: np.ndarray) -> None:
+        self.outputs = outputs
+
+    def call_arrays(self, function: str, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self.outputs
+
+
+def test_the_self_check_judges_the_loop_by_the_loop_tolerance():
+    """`@act`'s outputs carry the rounding of every step (numerics.LOOP_TOLERANCES): rel-L2 5e-4
+    passes there and fails one step; 1e-2, a wrong step's size, fails both."""
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((1, 16, 11)).astype(np.float32)
+    noise = rng.standard_normal(ref.shape).astype(np.float32)
+    noise *= np.linalg.norm(ref) / np.linalg.norm(noise)
+
+    def case(function: str) -> Case:
+        return Case(function, (np.zeros((1, 16), np.int32),), (ref,), ("logits",), ("int32",),
+                    ("float32",))  # fmt: skip
+
+    rounding, wrong = _Returns(ref + 5e-4 * noise), _Returns(ref + 1e-2 * noise)
+    assert check(rounding, [case("act")]) is None
+    assert "logits rel-L2" in (check(rounding, [case("step")]) or "")
+    assert "logits rel-L2" in (check(wrong, [case("act")]) or "")

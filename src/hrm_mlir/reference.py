@@ -25,7 +25,7 @@ import numpy as np
 
 from hrm_mlir.abi import REFERENCE_ATTR
 from hrm_mlir.config import DType
-from hrm_mlir.numerics import TOLERANCES, compare_one
+from hrm_mlir.numerics import LOOP_FUNCTIONS, LOOP_TOLERANCES, TOLERANCES, compare_one
 
 if TYPE_CHECKING:
     import torch
@@ -188,7 +188,8 @@ def _as(values: np.ndarray, dtype: str) -> np.ndarray:
 def check(compiled: CompiledModule, cases: Sequence[Case]) -> str | None:
     """Run every case on `compiled`; the first failure as one line, or None if all pass.
 
-    Outputs are judged by the per-dtype table (`numerics.TOLERANCES`); NaN fails.
+    Outputs are judged by the per-dtype table (`numerics.TOLERANCES`; `@act`'s by
+    `numerics.LOOP_TOLERANCES`); NaN fails.
     """
     from hrm_mlir.errors import RuntimeFailure
 
@@ -199,7 +200,8 @@ def check(compiled: CompiledModule, cases: Sequence[Case]) -> str | None:
             return f"{case.describe()}: {e}"
         if len(got) != len(case.outputs):
             return f"{case.describe()}: {len(got)} outputs, expected {len(case.outputs)}"
-        tolerance = TOLERANCES[case.dtype]
+        table = LOOP_TOLERANCES if case.function in LOOP_FUNCTIONS else TOLERANCES
+        tolerance = table[case.dtype]
         for name, g, r, dtype in zip(
             case.names, got, case.outputs, case.output_dtypes, strict=True
         ):
