@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> None:
         "compile": timed([hrm, "compile", str(mlir), "-o", str(vmfb), "--params", str(irpa)]),
     }  # fmt: skip
 
-    from hrm_mlir.checkpoint import load_checkpoint
-    from hrm_mlir.config import DType
-    from hrm_mlir.verify import STEP_OUTPUTS, compare, random_step_inputs
+    from hrm_mlir.checkpoint.load import load_checkpoint
+    from hrm_mlir.core.types import DType
+    from hrm_mlir.exporter.trace import random_step_inputs
+    from hrm_mlir.verification import STEP_OUTPUTS, compare
 
     ck = load_checkpoint(ckpt)
     cfg = ck.config

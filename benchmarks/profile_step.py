@@ -31,13 +31,15 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hrm_mlir.bench import onnx_session, step_flops
-from hrm_mlir.checkpoint import load_checkpoint
-from hrm_mlir.compile import CompileOptions, compile_module
-from hrm_mlir.config import DType, OutputType
-from hrm_mlir.export import ExportOptions, export_step
-from hrm_mlir.runtime import WORKER_STACK_BYTES, to_numpy
-from hrm_mlir.verify import random_step_inputs
+from hrm_mlir.bench.measure import onnx_session, step_flops
+from hrm_mlir.checkpoint.load import load_checkpoint
+from hrm_mlir.compiler.driver import compile_module
+from hrm_mlir.compiler.options import CompileOptions
+from hrm_mlir.core.types import DType, OutputType
+from hrm_mlir.exporter.module import ExportOptions
+from hrm_mlir.exporter.step import export_step
+from hrm_mlir.exporter.trace import random_step_inputs
+from hrm_mlir.runtime.module import WORKER_STACK_BYTES, to_numpy
 
 BIN = Path(sys.executable).parent
 KINDS = (  # first match wins; IREE dispatch names / ORT op types

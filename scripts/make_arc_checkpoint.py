@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from hrm_mlir.config import HRMConfig
-from hrm_mlir.model import HRM
+from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.models.hrm import HRM
 
 ARC2_ROWS = 1_045_829
 ARC2_ARCH = {

@@ -33,9 +33,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from hrm_mlir import datagen
-from hrm_mlir.config import DType, HRMConfig
-from hrm_mlir.model import HRM
+from hrm_mlir.core.types import DType
+from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.models.hrm import HRM
+from hrm_mlir.puzzles import datagen
 
 KEY_PREFIX = "_orig_mod.model."
 ARCH_NAME = "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from hrm_mlir.config import HRMConfig
-from hrm_mlir.model import HRM
+from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.models.hrm import HRM
 
 # Tests of x86-64 code (the project's kernels, named x86 CPUs) run where x86-64 code runs; on
 # another host they are skipped, not failed: what they check does not exist there.

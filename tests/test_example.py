@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from hrm_mlir.checkpoint import load_checkpoint
+from hrm_mlir.checkpoint.load import load_checkpoint
 from hrm_mlir.puzzles import encode_batch, get_codec
 from hrm_mlir.runner import CompiledACT, solve
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hrm_mlir.checkpoint import load_checkpoint
-from hrm_mlir.cli import main
-from hrm_mlir.config import HRMConfig
-from hrm_mlir.model import HRM
+from hrm_mlir.checkpoint.load import load_checkpoint
+from hrm_mlir.cli.app import main
+from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.models.hrm import HRM
 from tests.conftest import SUDOKU_ARCH, randomize, write_checkpoint
 
 

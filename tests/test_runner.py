@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hrm_mlir.errors import HrmMlirError
+from hrm_mlir.core.errors import HrmMlirError
 from hrm_mlir.puzzles import load_puzzles
 from hrm_mlir.runner import assign_identifiers
 

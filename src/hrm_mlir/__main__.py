@@ -1,5 +1,5 @@
 """`python -m hrm_mlir` runs the `hrm-mlir` command line."""
 
-from hrm_mlir.cli import entry
+from hrm_mlir.cli.app import entry
 
 entry()

@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hrm_mlir.act import DYNAMIC, export_act
-from hrm_mlir.checkpoint import Checkpoint
-from hrm_mlir.compile import CompileOptions, compile_and_load
-from hrm_mlir.config import DType, HRMConfig, OutputType
-from hrm_mlir.errors import HrmMlirError
-from hrm_mlir.export import ExportOptions
-from hrm_mlir.params import Params
+from hrm_mlir.checkpoint.load import Checkpoint
+from hrm_mlir.compiler.driver import compile_and_load
+from hrm_mlir.compiler.options import CompileOptions
+from hrm_mlir.core.errors import HrmMlirError
+from hrm_mlir.core.types import DType, OutputType
+from hrm_mlir.exporter.act import DYNAMIC, export_act
+from hrm_mlir.exporter.module import ExportOptions
+from hrm_mlir.exporter.params import Params
+from hrm_mlir.models.config import HRMConfig
 from hrm_mlir.puzzles import Puzzle, encode_batch, get_codec
-from hrm_mlir.runtime import CompiledModule
+from hrm_mlir.runtime.module import CompiledModule
 
 
 @dataclass
@@ -185,3 +187,28 @@ def assign_identifiers(
         else:
             out.append(p.with_puzzle_id(rows[p.task]))
     return out
+
+
+def pytorch_agreement(
+    checkpoint: Checkpoint,
+    model: CompiledACT,
+    puzzles: Sequence[Puzzle],
+    solutions: Sequence[Solution],
+    max_steps: int,
+    q_halt: bool,
+) -> dict:
+    """Run the PyTorch ACT loop on the same puzzles; count equal answers and step counts."""
+    inputs, ids = encode_batch(puzzles, model.config.seq_len)
+    ref = checkpoint.build_model(model.config.forward_dtype).act(
+        torch.from_numpy(inputs), torch.from_numpy(ids), max_steps=max_steps, q_halt=q_halt
+    )
+    answers = steps = 0
+    diff = 0.0
+    for i, s in enumerate(solutions):
+        codec = get_codec(s.puzzle.family)
+        answers += bool(
+            np.array_equal(codec.decode(ref.logits[i].float().numpy(), s.puzzle), s.answer)
+        )
+        steps += int(ref.steps[i]) == s.steps
+        diff = max(diff, abs(float(ref.q_halt_logits[i]) - s.q_halt_logit))
+    return {"answers": answers, "steps": steps, "max_q_halt_diff": diff}

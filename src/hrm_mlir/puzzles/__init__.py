@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hrm_mlir.errors import PuzzleError
+from hrm_mlir.core.errors import PuzzleError
 from hrm_mlir.puzzles.arc import ARC, ArcCodec, crop_canvas
 from hrm_mlir.puzzles.base import Check, Puzzle, PuzzleCodec, is_upstream_csv, read_upstream_csv
 from hrm_mlir.puzzles.maze import MAZE, MazeCodec

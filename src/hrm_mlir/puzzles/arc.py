@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from hrm_mlir.errors import PuzzleError
+from hrm_mlir.core.errors import PuzzleError
 from hrm_mlir.puzzles.base import Check, Puzzle, PuzzleCodec, predicted_tokens, source_stem
 
 GRID_MAX = 30

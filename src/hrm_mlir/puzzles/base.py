@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from hrm_mlir.errors import PuzzleError
+from hrm_mlir.core.errors import PuzzleError
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from hrm_mlir.errors import PuzzleError
+from hrm_mlir.core.errors import PuzzleError
 from hrm_mlir.puzzles.base import (
     Check,
     Puzzle,

@@ -1,0 +1,524 @@
+"""Side-by-side latency of one HRM step: PyTorch eager, torch.compile, ONNX Runtime, OpenVINO
+and IREE.
+
+ONNX Runtime and OpenVINO (its CPU plugin, computing in float32) load one ONNX export of the
+step per batch size.
+
+IREE is measured with the compile options given (`iree`: the project's default flags and GEMM
+kernels unless told otherwise), with the same flags but IREE's own GEMMs (`iree-no-kernels`),
+with IREE's own defaults (`iree-plain`), with `TUNED_CPU_FLAGS` (`iree-tuned`), and as one
+symbolic-batch artifact serving every batch size (`iree-dynamic`, with the options of `iree`).
+
+Every runtime is verified against eager before it is timed. Samples are interleaved (each
+runtime once per round, in a rotating order, after warm-up), so machine noise hits all of them
+alike; each timed call follows an untimed call of the same runtime, so none is timed in another's
+wake. Ratios are taken within one run. FLOPs are the exact matmul FLOPs of a step
+(`step_flops`); the peak is the best 1024^3 float32 GEMM (torch.mm) of the run, measured before
+and once per timed round, in the same process with the same thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from hrm_mlir.checkpoint.load import Checkpoint
+from hrm_mlir.compiler.driver import compile_and_load
+from hrm_mlir.compiler.options import CompileOptions
+from hrm_mlir.core.errors import first_line
+from hrm_mlir.core.types import DType, OutputType
+from hrm_mlir.exporter.abi import STEP_OUTPUTS
+from hrm_mlir.exporter.module import ExportOptions
+from hrm_mlir.exporter.params import Params
+from hrm_mlir.exporter.step import export_step
+from hrm_mlir.exporter.trace import random_step_inputs
+from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.models.hrm import HRM
+from hrm_mlir.runtime.module import CompiledModule
+from hrm_mlir.verification import compare
+
+
+def step_flops(config: HRMConfig, batch_size: int) -> int:
+    """Matmul FLOPs (2 per multiply-add) of one ACT step; elementwise work is not counted."""
+    d, s, i = config.hidden_size, config.total_seq_len, config.intermediate_size
+    rows = batch_size * s
+    block = 2 * rows * d * (3 * d + d + 2 * i + i)  # qkv, o, gate_up, down projections
+    block += 2 * 2 * batch_size * config.num_heads * s * s * config.head_dim  # QK^T, PV
+    blocks = config.H_cycles * (config.L_cycles * config.L_layers + config.H_layers)
+    # lm_head on the puzzle's tokens (the puzzle-embedding ones are sliced off before it);
+    # q_head on every token (the model keeps token 0; see `HRMInner.forward`)
+    heads = 2 * batch_size * config.seq_len * d * config.vocab_size + 2 * rows * d * 2
+    return blocks * block + heads
+
+
+def measure_peak_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
+    """float32 GEMM throughput of this machine (torch.mm, best of `repeats`)."""
+    torch.set_num_threads(threads)
+    gemm = PeakProbe(n)
+    return max(gemm() for _ in range(repeats))
+
+
+class PeakProbe:
+    """One n x n float32 GEMM (torch.mm) per call; returns its GFLOP/s."""
+
+    def __init__(self, n: int = 1024) -> None:
+        self.n, self.a, self.b = n, torch.randn(n, n), torch.randn(n, n)
+        torch.mm(self.a, self.b)
+
+    def __call__(self) -> float:
+        return 2 * self.n**3 / _time(lambda: torch.mm(self.a, self.b)) / 1e9
+
+
+def _time(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@dataclass
+class Result:
+    runtime: str
+    batch_size: int
+    samples_ms: list[float]
+    gflops: float = 0.0
+    pct_peak: float = 0.0
+    vs_eager: float | None = None  # eager median / this median (>1 = faster than eager)
+    vs_onnx: float | None = None
+    verified: str = ""
+    precision: str | None = None  # the compute precision the runtime reports (OpenVINO)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+
+@dataclass
+class BenchReport:
+    machine: dict
+    threads: int
+    dtype: str
+    peak_gflops: float
+    config: dict
+    flags: dict
+    gemm_kernels: dict = field(default_factory=dict)  # runtime -> GEMMs on hrm_mlir.cpu_gemm
+    notes: list[str] = field(default_factory=list)  # flags IREE rejected, and what ran instead
+    results: list[Result] = field(default_factory=list)
+    act: list[dict] = field(default_factory=list)
+    phases: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        doc = asdict(self)
+        for r, d in zip(self.results, doc["results"], strict=True):
+            d["median_ms"], d["min_ms"], d["max_ms"] = (
+                r.median_ms,
+                min(r.samples_ms),
+                max(r.samples_ms),
+            )
+        return doc
+
+
+def _runners(
+    model: HRM,
+    batch: int,
+    runtimes: list[str],
+    threads: int,
+    compile_options: CompileOptions,
+    params: Params | None,
+    dynamic: CompiledModule | None,
+    notes: list[str],
+    precisions: dict[str, str] | None = None,
+) -> dict[str, tuple[Callable[[], object], str]]:
+    """name -> (a call of the step on fixed inputs, how its outputs compare with eager).
+
+    `precisions` gets name -> compute precision for the runtimes that report one (OpenVINO)."""
+    args = random_step_inputs(model.config, batch, seed=batch)
+    with torch.no_grad():
+        ref = model.inner(*args)
+    dtype = model.config.forward_dtype
+    out: dict[str, tuple[Callable[[], object], str]] = {}
+
+    def checked(name: str, got) -> str:
+        report = compare(STEP_OUTPUTS, [torch.as_tensor(g) for g in got], ref, dtype)
+        if not report.passed:
+            raise RuntimeError(f"{name} at batch {batch} is wrong: {report.failures()}")
+        return f"max rel-L2 {max(o.rel_l2 for o in report.outputs):.1e}"
+
+    if "eager" in runtimes:
+        out["eager"] = (lambda: _no_grad(model.inner, args), "reference")
+    if "compile" in runtimes:
+        compiled = torch.compile(model.inner)
+        try:
+            got = _no_grad(compiled, args)
+        except Exception as e:  # inductor raises many types; a peer failing is not ours to stop
+            first = first_line(e, "")
+            notes.append(f"torch.compile failed at batch {batch}, not timed: {first}")
+        else:
+            out["torch.compile"] = (lambda: _no_grad(compiled, args), checked("torch.compile", got))
+    # One ONNX export, made on first use, for both runtimes that load ONNX.
+    with OnnxExport(model, args) as onnx:
+        if "onnx" in runtimes:
+            session = onnx_session(model, args, threads, export=onnx)
+            if session is not None:
+                feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
+                got = session.run(None, feeds)
+                out["onnxruntime"] = (lambda: session.run(None, feeds), checked("onnxruntime", got))
+        if "openvino" in runtimes:
+            compiled_ov = openvino_model(model, args, threads, export=onnx)
+            if compiled_ov is not None:
+                precision = compiled_ov.get_property("INFERENCE_PRECISION_HINT").to_string()
+                if precision != "f32":  # bench compares float32 runtimes
+                    raise RuntimeError(f"OpenVINO computes in {precision} at batch {batch}")
+                if precisions is not None:
+                    precisions["openvino"] = precision
+                request = compiled_ov.create_infer_request()
+                run_ov = partial(request.infer, [a.numpy() for a in args], share_inputs=True)
+                got = list(run_ov().values())
+                out["openvino"] = (run_ov, checked("openvino", got))
+    variants = iree_variants(compile_options)
+    wanted = [name for name in variants if name in runtimes]
+    if wanted:
+        options = ExportOptions(
+            output_type=OutputType.LINALG_ON_TENSORS, batch_size=batch, params=params
+        )
+        exported = export_step(model, options)
+    modules = {
+        name: _load(exported, variants[name], notes, f"{name}, batch {batch}") for name in wanted
+    }
+    if dynamic is not None:
+        modules["iree-dynamic"] = dynamic
+    for name, module in modules.items():
+        out[name] = (partial(module.call, "step", *args), checked(name, module.call("step", *args)))
+    return out
+
+
+def iree_variants(options: CompileOptions) -> dict[str, CompileOptions]:
+    """The static-batch IREE runtimes `bench` can time, and their compile options."""
+    return {
+        "iree": options,
+        "iree-no-kernels": replace(options, gemm_kernels=False),
+        "iree-plain": replace(options, tuned=False),
+        "iree-tuned": replace(options, tuned=True),
+        # A/B only: the AVX2 register tiles on an AVX-512 target, and the data-tiling path
+        # that miscompiles symbolic batches (docs/known-issues.md; right for a static one)
+        "iree-avx2-tiles": replace(options, kernel_isa="avx2"),
+        "iree-dispatch-tiling": replace(
+            options, extra_flags=(*options.extra_flags, "--iree-opt-data-tiling")
+        ),
+    }
+
+
+def _dynamic_module(
+    model: HRM, options: CompileOptions, params: Params | None, notes: list[str]
+) -> CompiledModule:
+    """`@step` with a symbolic batch, compiled once for every batch size."""
+    exported = export_step(
+        model,
+        ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, batch_size=None, params=params),
+    )
+    return _load(exported, options, notes, "iree-dynamic")
+
+
+def _load(exported, options: CompileOptions, notes: list[str], label: str) -> CompiledModule:
+    """Compile and load; what the compile notes goes to `notes`, prefixed with `label`."""
+    rejected: list[str] = []
+    module = compile_and_load(exported, options, notes=rejected)
+    notes += [f"{label}: {note}" for note in rejected]
+    return module
+
+
+def _no_grad(fn, args):
+    with torch.no_grad():
+        return fn(*args)
+
+
+class OnnxExport:
+    """A `torch.onnx` (dynamo) export of the step on `args`, made on the first `path()` and
+    removed on leaving the `with` block (weights as external data beside it)."""
+
+    def __init__(self, model: HRM, args) -> None:
+        self.model, self.args = model, args
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def __enter__(self) -> OnnxExport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def path(self) -> Path:
+        if self._tmp is not None:
+            return Path(self._tmp.name) / "step.onnx"
+        self._tmp = tempfile.TemporaryDirectory(prefix="hrm-onnx-")
+        path = Path(self._tmp.name) / "step.onnx"
+        with torch.no_grad():
+            torch.onnx.export(self.model.inner, self.args, path, dynamo=True, external_data=True)
+        return path
+
+
+def onnx_session(
+    model: HRM,
+    args,
+    threads: int,
+    *,
+    profile_prefix: Path | None = None,
+    export: OnnxExport | None = None,
+):
+    """An ONNX Runtime CPU session of a `torch.onnx` (dynamo) export of the step, or None when
+    onnxruntime is not installed. With `profile_prefix`, ORT's profiler is on. `export`: an
+    export of this step to load (default: one made here and removed once loaded)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("onnxruntime is not installed: skipping it (pip install '.[bench]')")
+        return None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
+    # The session holds the weights once built, so the model files may go after it.
+    with ExitStack() as stack:
+        export = export or stack.enter_context(OnnxExport(model, args))
+        return ort.InferenceSession(str(export.path()), options, providers=["CPUExecutionProvider"])
+
+
+def openvino_model(model: HRM, args, threads: int, *, export: OnnxExport | None = None):
+    """The ONNX export of the step compiled by OpenVINO's CPU plugin in float32 with `threads`
+    threads, for latency, or None when openvino is not installed. `export`: as for
+    `onnx_session`."""
+    try:
+        import openvino as ov
+    except ImportError:
+        print("openvino is not installed: skipping it (pip install '.[bench]')")
+        return None
+    config = {
+        # Without it, on CPUs with AMX or AVX512_BF16 the plugin silently computes in bfloat16.
+        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    # The compiled model holds the weights (a mapped file stays readable once unlinked).
+    with ExitStack() as stack:
+        export = export or stack.enter_context(OnnxExport(model, args))
+        core = ov.Core()
+        return core.compile_model(core.read_model(export.path()), "CPU", config)
+
+
+def bench(
+    source: Checkpoint | HRM,
+    *,
+    batch_sizes: list[int],
+    runtimes: list[str],
+    threads: int,
+    iterations: int,
+    warmup: int,
+    act_steps: int,
+    compile_options: CompileOptions | None = None,
+    params: Params | None = None,
+) -> BenchReport:
+    """Measure every runtime at every batch size (float32).
+
+    `params` chooses inline or external weights for the IREE artifacts (None: by size).
+    """
+    torch.set_num_threads(threads)
+    from iree.runtime import flags
+
+    flags.parse_flags(f"--task_topology_max_group_count={threads}")
+    compile_options = compile_options or CompileOptions()
+    model = source.build_model(DType.FLOAT32) if isinstance(source, Checkpoint) else source.eval()
+    # The peak is the best GEMM of the run: measured before, then once per timed round (so it
+    # sees the same machine state as the runtimes).
+    peak = measure_peak_gflops(threads)
+    probe = PeakProbe()
+    variants = {**iree_variants(compile_options), "iree-dynamic": compile_options}
+    report = BenchReport(
+        machine={
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+        },
+        threads=threads,
+        dtype="float32",
+        peak_gflops=0.0,  # set at the end
+        config=model.config.model_dump(mode="json"),
+        flags={name: o.flags() for name, o in variants.items()},
+        gemm_kernels={name: o.use_gemm_kernels() for name, o in variants.items()},
+    )
+    dynamic = (
+        _dynamic_module(model, compile_options, params, report.notes)
+        if "iree-dynamic" in runtimes
+        else None
+    )
+    for batch in batch_sizes:
+        precisions: dict[str, str] = {}
+        runners = _runners(
+            model,
+            batch,
+            runtimes,
+            threads,
+            compile_options,
+            params,
+            dynamic,
+            report.notes,
+            precisions,
+        )
+        samples: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(warmup):
+            for fn, _v in runners.values():
+                fn()
+        for i in range(iterations):
+            names = list(runners)
+            names = names[i % len(names) :] + names[: i % len(names)]  # rotate the order
+            for name in names:
+                # Each timed call follows an untimed one of the same runtime, as in an ACT
+                # loop. Timed right after another runtime, a call pays for that runtime's
+                # worker threads still spinning and for the caches it left (IREE at batch 1:
+                # 217 ms right after ONNX Runtime, 187 ms right after itself).
+                fn = runners[name][0]
+                fn()
+                samples[name].append(1e3 * _time(fn))
+            peak = max(peak, probe())
+        flops = step_flops(model.config, batch)
+        results = [
+            Result(
+                name,
+                batch,
+                samples[name],
+                verified=runners[name][1],
+                precision=precisions.get(name),
+            )
+            for name in runners
+        ]
+        eager = next((r.median_ms for r in results if r.runtime == "eager"), None)
+        onnx = next((r.median_ms for r in results if r.runtime == "onnxruntime"), None)
+        for r in results:
+            r.gflops = flops / (r.median_ms / 1e3) / 1e9
+            r.vs_eager = eager / r.median_ms if eager else None
+            r.vs_onnx = onnx / r.median_ms if onnx else None
+        report.results += results
+        if act_steps and "iree" in runtimes:
+            report.act.append(
+                _act_vs_steps(model, batch, act_steps, compile_options, iterations, params)
+            )
+    report.peak_gflops = peak
+    for r in report.results:
+        r.pct_peak = 100 * r.gflops / peak
+    return report
+
+
+def _act_vs_steps(
+    model: HRM,
+    batch: int,
+    steps: int,
+    options: CompileOptions,
+    iters: int,
+    params: Params | None,
+):
+    """Median of one `@act` call with `steps` steps against `steps` calls of `@step`."""
+    from hrm_mlir.exporter.act import export_act
+
+    exported = export_act(
+        model,
+        ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, batch_size=batch, params=params),
+    )
+    module = compile_and_load(exported, options)
+    _, _, inputs, ids = random_step_inputs(model.config, batch)
+    n, q = torch.tensor(steps, dtype=torch.int32), torch.tensor(0, dtype=torch.int32)
+
+    def loop() -> None:
+        z = module.call("initial_carry", ids)
+        for _ in range(steps):
+            z = module.call("step", z[0], z[1], inputs, ids)
+
+    act_ms, loop_ms = [], []
+    module.call("act", inputs, ids, n, q)
+    loop()
+    for _ in range(max(iters // 2, 3)):
+        act_ms.append(1e3 * _time(lambda: module.call("act", inputs, ids, n, q)))
+        loop_ms.append(1e3 * _time(loop))
+    a, s = statistics.median(act_ms), statistics.median(loop_ms)
+    return {"batch_size": batch, "steps": steps, "act_ms": a, "step_loop_ms": s, "ratio": a / s}
+
+
+def measure_phases(checkpoint_path: Path, seq_len: int | None, workdir: Path) -> dict:
+    """Wall time and peak RSS of `hrm-mlir export` and `hrm-mlir compile`, each in its own
+    process (as a user runs them)."""
+    mlir, vmfb = workdir / "phase.mlirbc", workdir / "phase.vmfb"
+    common = ["--output_type", "linalg-on-tensors", "--dtype", "float32"]
+    if seq_len:
+        common += ["--seq_len", str(seq_len)]
+    phases = {}
+    for name, argv in (
+        ("export", ["export", str(checkpoint_path), "-o", str(mlir), *common]),
+        ("compile", ["compile", str(mlir), "-o", str(vmfb)]),
+    ):
+        shim = subprocess.run(
+            [sys.executable, "-c", _PHASE_SHIM, sys.executable, "-m", "hrm_mlir", *argv],
+            capture_output=True,
+            text=True,
+        )
+        if shim.returncode != 0:
+            raise RuntimeError(f"hrm-mlir {name} failed: {shim.stderr.strip()[-500:]}")
+        phases[name] = json.loads(shim.stdout.strip().splitlines()[-1])
+    return phases
+
+
+# Runs argv[1:] and prints its wall time and peak RSS as JSON. A child inherits its parent's
+# peak RSS across fork + exec on Linux (`ru_maxrss`), so the command is started from this small
+# process, not from the benchmark process, which holds gigabytes by then.
+_PHASE_SHIM = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - start
+if status:
+    sys.exit(f"exit status {status}")
+print(json.dumps({"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}))
+"""
+
+
+def plot(report: BenchReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in dict.fromkeys(r.runtime for r in report.results):
+        rows = [r for r in report.results if r.runtime == name]
+        ax.plot([r.batch_size for r in rows], [r.median_ms for r in rows], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("median ms per ACT step")
+    ax.set_title(
+        f"HRM step, float32, {report.threads} threads (peak {report.peak_gflops:.0f} GFLOP/s)"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_json(report: BenchReport, path: Path) -> None:
+    from hrm_mlir.core.fileio import write_atomic
+
+    write_atomic(path, json.dumps(report.as_dict(), indent=2).encode())

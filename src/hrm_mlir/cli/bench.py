@@ -1,0 +1,139 @@
+"""`hrm-mlir bench`: time the step on every runtime (`hrm_mlir.bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from rich.table import Table
+
+from hrm_mlir.cli.common import (
+    PARAMS_DEFAULT,
+    add_compile_options,
+    add_seq_len_option,
+    compile_options,
+    out,
+    params_mode,
+    positive,
+    print_notes,
+)
+from hrm_mlir.core.errors import HrmMlirError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="time eager, torch.compile, ONNX Runtime and IREE")
+    p.add_argument("checkpoint", type=Path, help="checkpoint directory or weights file")
+    add_seq_len_option(p)
+    p.add_argument(
+        "--batch_sizes", "--batch-sizes", default="1,16", help="comma list (default: 1,16)"
+    )
+    p.add_argument(
+        "--runtimes",
+        default="eager,compile,onnx,openvino,iree,iree-no-kernels,iree-plain,iree-tuned,"
+        "iree-dynamic",
+        help="comma list of eager,compile,onnx,openvino (OpenVINO's CPU plugin, float32),"
+        "iree (the project's flags and GEMM kernels),"
+        "iree-no-kernels (the same flags, IREE's own GEMMs),iree-plain (IREE's defaults),"
+        "iree-tuned (--tuned),iree-dynamic (one symbolic-batch artifact for every batch); "
+        "for A/B runs also iree-avx2-tiles (the kernels' AVX2 register tiles on any target), "
+        "iree-dispatch-tiling (IREE's default data-tiling path, docs/known-issues.md) "
+        "(default: all but the A/B ones)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive,
+        default=os.cpu_count() or 1,
+        help="threads of every runtime (default: all cores)",
+    )
+    p.add_argument("--iterations", type=positive, default=20, help="timed rounds (default: 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed rounds (default: 3)")
+    p.add_argument(
+        "--act-steps",
+        type=int,
+        default=4,
+        help="also time @act with N steps against N calls of @step; 0 = skip (default: 4)",
+    )
+    p.add_argument(
+        "--phases",
+        action="store_true",
+        help="also measure export and compile wall time and peak RSS (default: off)",
+    )
+    p.add_argument("--json", type=Path, default=None, help="write every sample as JSON")
+    p.add_argument("--plot", type=Path, default=None, help="write latency vs batch as PNG")
+    p.add_argument(
+        "--params",
+        type=params_mode,
+        default=None,
+        help=f"weights of the IREE artifacts: inline|external (default: {PARAMS_DEFAULT})",
+    )
+    add_compile_options(p, gpu=False)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from hrm_mlir.bench import measure as bench
+    from hrm_mlir.checkpoint.load import load_checkpoint
+
+    ck = load_checkpoint(args.checkpoint, seq_len=args.seq_len)
+    try:
+        batches = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError:
+        raise HrmMlirError(
+            f"--batch_sizes: expected a comma list of integers, got {args.batch_sizes!r}"
+        ) from None
+    runtimes = [r.strip() for r in args.runtimes.split(",")]
+    report = bench.bench(
+        ck,
+        batch_sizes=batches,
+        runtimes=runtimes,
+        threads=args.threads,
+        iterations=args.iterations,
+        warmup=args.warmup,
+        act_steps=args.act_steps,
+        compile_options=compile_options(args),
+        params=args.params,
+    )
+    if args.phases:
+        with tempfile.TemporaryDirectory() as tmp:
+            report.phases = bench.measure_phases(ck.weights_path, args.seq_len, Path(tmp))
+    t = Table(
+        title=f"HRM step, float32, {report.threads} threads, "
+        f"measured fp32 peak {report.peak_gflops:.0f} GFLOP/s"
+    )
+    for col in (
+        "batch",
+        "runtime",
+        "median ms",
+        "min",
+        "max",
+        "GFLOP/s",
+        "% peak",
+        "x eager",
+        "x onnxruntime",
+        "verified",
+    ):
+        t.add_column(col, justify="left" if col in ("runtime", "verified") else "right")
+    for r in report.results:
+        t.add_row(
+            str(r.batch_size), r.runtime, f"{r.median_ms:.1f}", f"{min(r.samples_ms):.1f}",
+            f"{max(r.samples_ms):.1f}", f"{r.gflops:.0f}", f"{r.pct_peak:.0f}%",
+            f"{r.vs_eager:.2f}" if r.vs_eager else "-",
+            f"{r.vs_onnx:.2f}" if r.vs_onnx else "-", r.verified,
+        )  # fmt: skip
+    out.print(t)
+    for a in report.act:
+        out.print(
+            f"@act with {a['steps']} steps, batch {a['batch_size']}: {a['act_ms']:.1f} ms; "
+            f"{a['steps']} calls of @step: {a['step_loop_ms']:.1f} ms; ratio {a['ratio']:.3f}"
+        )
+    print_notes(report.notes)
+    for name, phase in report.phases.items():
+        out.print(f"{name}: {phase['wall_s']:.1f} s, peak RSS {phase['peak_rss_mib']:.0f} MiB")
+    if args.json is not None:
+        bench.write_json(report, args.json)
+    if args.plot is not None:
+        bench.plot(report, args.plot)
+    return 0

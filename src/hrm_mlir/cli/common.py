@@ -1,0 +1,228 @@
+"""What the verbs of the command line share: the console, exit codes, option types and groups."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from hrm_mlir.core.types import ChoiceEnum, DType, OutputType
+
+EXIT_USER_ERROR = 2
+EXIT_VERIFY_FAILED = 1
+# Piped output (logs, CI, tests) gets wide lines instead of rich's 80-column default.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+def choice(enum: type[ChoiceEnum]) -> Callable[[str], ChoiceEnum]:
+    def parse(value: str) -> ChoiceEnum:
+        try:
+            return enum.parse(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = enum.__name__
+    return parse
+
+
+def positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
+
+
+def batch(value: str) -> int | None:
+    """A positive batch size, or `dynamic` (None): a symbolic batch dimension."""
+    return None if value == "dynamic" else positive(value)
+
+
+def add_seq_len_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--seq_len",
+        "--seq-len",
+        type=positive,
+        default=None,
+        help="puzzle length when the checkpoint cannot tell (default: from the weights or "
+        "<data_path>/train/dataset.json; published: 81 Sudoku, 900 maze/ARC)",
+    )
+
+
+def params_mode(value: str):
+    """`inline` or `external` (a `Params`)."""
+    from hrm_mlir.exporter.params import Params
+
+    return choice(Params)(value)
+
+
+def params_source(value: str):
+    """`inline`, `external` (a `Params`), or the path of a parameter archive."""
+    from hrm_mlir.exporter.params import Params
+
+    try:
+        return Params.parse(value)
+    except ValueError:
+        return Path(value)
+
+
+PARAMS_DEFAULT = "inline, or external when the weights exceed 512 MiB"
+
+
+def add_params_options(p: argparse.ArgumentParser) -> None:
+    """`--params` / `--params_file` of the commands that write MLIR (export, generate_mlir.py)."""
+    p.add_argument(
+        "--params",
+        type=params_mode,
+        default=None,
+        help="weights inline in the MLIR, or external in an IREE parameter archive "
+        f"(.irpa) that the MLIR refers to by name: inline|external (default: {PARAMS_DEFAULT})",
+    )
+    p.add_argument(
+        "--params_file",
+        "--params-file",
+        type=Path,
+        default=None,
+        help="where external parameters go; implies --params external "
+        "(default: the output path with the suffix .irpa)",
+    )
+
+
+def add_params_source_option(p: argparse.ArgumentParser, *, modes: bool) -> None:
+    """`--params` of the commands that load or build a compiled module."""
+    if modes:
+        p.add_argument(
+            "--params",
+            type=params_source,
+            default=None,
+            help="a parameter archive (.irpa) for an MLIR/.vmfb built with external parameters,"
+            f" or inline|external for a model exported here (default: {PARAMS_DEFAULT})",
+        )
+    else:
+        p.add_argument(
+            "--params",
+            type=Path,
+            default=None,
+            help="the parameter archive (.irpa) of a module built with external parameters "
+            "(default: none)",
+        )
+
+
+def add_model_options(p: argparse.ArgumentParser, *, dtype_default: str) -> None:
+    """Options shared by the commands that export: dims, dialect, dtype, batch."""
+    add_seq_len_option(p)
+    p.add_argument(
+        "--output_type",
+        "--output-type",
+        type=choice(OutputType),
+        default=OutputType.TORCH,
+        help="MLIR dialect: " + "|".join(o.value for o in OutputType) + " (default: torch)",
+    )
+    p.add_argument(
+        "--dtype",
+        type=choice(DType),
+        default=None,
+        help=f"forward dtype: float32|bfloat16 (default: {dtype_default})",
+    )
+    p.add_argument(
+        "--batch_size",
+        "--batch-size",
+        type=batch,
+        default=1,
+        help="batch size, or 'dynamic' for one artifact serving every batch (default: 1)",
+    )
+
+
+def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None:
+    """iree-compile options; commands that run on this CPU (verify, run) take the CPU ones."""
+    from hrm_mlir.compiler.options import Target
+
+    if gpu:
+        p.add_argument(
+            "--target",
+            type=choice(Target),
+            default=Target.LLVM_CPU,
+            help="IREE target: " + "|".join(t.value for t in Target) + " (default: llvm-cpu)",
+        )
+        p.add_argument(
+            "--cuda-arch",
+            "--cuda_arch",
+            default="sm_80",
+            help="CUDA target (default: sm_80; IREE 3.13 cannot compile for sm_90, iree#22147)",
+        )
+        p.add_argument(
+            "--vulkan-target",
+            default="ampere",
+            help="Vulkan target: an architecture (ampere, rdna3, ...) (default: ampere)",
+        )
+    p.add_argument(
+        "--cpu",
+        default="host",
+        help="llvm-cpu target CPU: host (this machine's) or one LLVM knows, e.g. x86-64-v3, "
+        "x86-64-v4, znver3, znver4, icelake-server, sapphirerapids; kernels follow its "
+        "features (default: host)",
+    )
+    p.add_argument(
+        "--tuned",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="llvm-cpu flags. Default: float32 modules get the fastest found (O3, data tiling, "
+        "ukernels, 1 MiB matmul tiles) within a 64 KiB stack limit that plain IREE runtimes "
+        "allow, falling back to IREE's defaults where IREE rejects them; bfloat16 gets IREE's "
+        "defaults. --tuned: the same flags with 256 KiB (runtimes need "
+        "--task_worker_stack_size=1048576). --no-tuned: IREE's defaults",
+    )
+    p.add_argument(
+        "--gemm-kernels",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="float32 GEMMs and attention on hrm-mlir's own kernels (register-tiled, "
+        "hrm_mlir.compiler.kernels) instead of IREE's data-tiled ones. Default: on for llvm-cpu "
+        "when the target CPU (--cpu) has AVX2 and FMA, AVX-512 ones included, unless "
+        "--no-tuned",
+    )
+    p.add_argument(
+        "--iree-flag",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="extra iree-compile flag, repeatable (default: none)",
+    )
+
+
+def print_notes(notes: list[str]) -> None:
+    for note in notes:
+        out.print(f"note: {note}")
+
+
+def compile_options(args: argparse.Namespace):
+    from hrm_mlir.compiler.options import CompileOptions
+
+    defaults = CompileOptions()
+    return CompileOptions(
+        target=getattr(args, "target", defaults.target),
+        cpu=args.cpu,
+        cuda_arch=getattr(args, "cuda_arch", defaults.cuda_arch),
+        vulkan_target=getattr(args, "vulkan_target", defaults.vulkan_target),
+        tuned=args.tuned,
+        gemm_kernels=args.gemm_kernels,
+        extra_flags=tuple(args.iree_flag),
+    )
+
+
+def batch_label(batch_size: int | None) -> str:
+    return "dynamic" if batch_size is None else str(batch_size)
+
+
+def target_summary(options) -> str:
+    """E.g. "llvm-cpu znver3 (this machine), avx2" or "cuda:sm_80"."""
+    from hrm_mlir.compiler.options import Target
+
+    if options.target == Target.LLVM_CPU:
+        return f"llvm-cpu {options.cpu_target().describe()}"
+    return options.target_name()

@@ -1,0 +1,64 @@
+"""`hrm-mlir info`: a checkpoint's config, derived sizes and weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from hrm_mlir.cli.common import add_seq_len_option, out, print_notes
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("info", help="show a checkpoint's config, dimensions and weights")
+    p.add_argument("checkpoint", type=Path, help="checkpoint directory or weights file")
+    add_seq_len_option(p)
+    p.add_argument(
+        "--json", action="store_true", help="print JSON incl. H_init/L_init (default: off)"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hrm_mlir.checkpoint.load import load_checkpoint
+
+    ck = load_checkpoint(args.checkpoint, seq_len=args.seq_len)
+    cfg = ck.config
+    if args.json:
+        h_init, l_init = ck.initial_carry_vectors()
+        doc = {
+            "config_path": str(ck.config_path),
+            "weights_path": str(ck.weights_path),
+            "config": cfg.model_dump(mode="json"),
+            "derived": {
+                "puzzle_emb_len": cfg.puzzle_emb_len,
+                "total_seq_len": cfg.total_seq_len,
+                "head_dim": cfg.head_dim,
+                "intermediate_size": cfg.intermediate_size,
+            },
+            "seq_len_source": ck.seq_len_source,
+            "parameter_count": ck.parameter_count,
+            "dtypes": ck.dtypes,
+            "notes": ck.notes,
+            "H_init": h_init.float().tolist(),
+            "L_init": l_init.float().tolist(),
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    print_notes(ck.notes)
+    t = Table(title=f"{ck.weights_path}", show_header=False)
+    t.add_column("field")
+    t.add_column("value")
+    for key, value in cfg.model_dump().items():
+        t.add_row(key, str(value))
+    t.add_section()
+    t.add_row("seq_len from", ck.seq_len_source)
+    t.add_row("puzzle_emb_len", str(cfg.puzzle_emb_len))
+    t.add_row("activations", f"[B, {cfg.total_seq_len}, {cfg.hidden_size}]")
+    t.add_row("SwiGLU width", str(cfg.intermediate_size))
+    t.add_row("parameters", f"{ck.parameter_count:,}")
+    t.add_row("stored dtypes", ", ".join(f"{k} x{v}" for k, v in ck.dtypes.items()))
+    out.print(t)
+    return 0

@@ -1,0 +1,149 @@
+"""How to compile: the HAL target, the llvm-cpu target CPU, and the flags chosen for them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hrm_mlir.core.types import ChoiceEnum, DType
+from hrm_mlir.runtime.target import CpuTarget, resolve_cpu
+
+# The fastest llvm-cpu flags found for the float32 HRM step on AVX2 machines (`hrm-mlir bench`
+# measures them beside IREE's defaults). Data tiling is the largest gain; it also makes dispatches
+# allocate more stack, so the limit decides where an artifact can run:
+# - by default (tuned=None) float32 modules get them with a 64 KiB stack allocation limit, so
+#   the artifact runs within the 128 KiB stacks IREE's worker threads have by default (plain
+#   `iree-run-module` included). The 27M step fits at batch 1, 16, symbolic and (901 tokens)
+#   8. Where IREE needs more or rejects the flags otherwise, the module is compiled again with
+#   IREE's defaults, with a note.
+# - `tuned=True` (`--tuned`) allows 256 KiB, but the artifact then needs
+#   `--task_worker_stack_size` above that (`hrm_mlir.runtime` sets 1 MiB; a batch-16 step
+#   segfaulted in iree-worker without it).
+# bfloat16 modules keep IREE's defaults: these flags push the 27M model's bf16 q_halt error to
+# 0.22 (> the 0.1 tolerance).
+# Data tiling takes IREE's GlobalOptimization path, not `--iree-opt-data-tiling`'s default in
+# IREE 3.13 (the DispatchCreation path): that one miscompiles a batched matmul whose row count
+# is not a multiple of the target's tile rows (16 on AVX-512, 8 on AVX2) under a symbolic
+# batch when its left-hand side comes from a reduction, as attention's P @ V does
+# (docs/known-issues.md).
+DATA_TILING = "--iree-global-opt-data-tiling"
+FAST_CPU_FLAGS = [
+    "--iree-opt-level=O3",
+    DATA_TILING,
+    "--iree-llvmcpu-enable-ukernels=all",
+    "--iree-llvmcpu-matmul-tile-bytes=1048576",
+]
+SAFE_STACK_BYTES = 65536
+TUNED_STACK_BYTES = 262144
+STACK_LIMIT = "--iree-llvmcpu-stack-allocation-limit={}"
+TUNED_CPU_FLAGS = [*FAST_CPU_FLAGS, STACK_LIMIT.format(TUNED_STACK_BYTES)]
+
+
+class Target(ChoiceEnum):
+    """IREE HAL targets."""
+
+    LLVM_CPU = "llvm-cpu"
+    CUDA = "cuda"
+    VULKAN = "vulkan"
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Options of one iree-compile run.
+
+    Attributes:
+        target: the HAL target.
+        cpu: `--iree-llvmcpu-target-cpu` for llvm-cpu: "host" (this machine's CPU) or a CPU
+            LLVM knows ("x86-64-v3", "znver3", "icelake-server", "sapphirerapids", ...). The
+            kernels are chosen by its features (`hrm_mlir.runtime.target`), never by the host's.
+        cuda_arch: `--iree-cuda-target` for the cuda target. IREE 3.13 knows no sm_90+ target
+            ("missing GPU target in #hal.executable.target", iree-org/iree#22147), so the
+            default is sm_80, whose PTX the driver JIT-compiles for Hopper too.
+        vulkan_target: `--iree-vulkan-target` (e.g. ampere, rdna3, valhall4).
+        tuned: llvm-cpu flags: None = `FAST_CPU_FLAGS` within a 64 KiB stack limit for float32
+            modules (IREE's defaults where IREE rejects them, and for bfloat16); True =
+            `TUNED_CPU_FLAGS` (256 KiB stack limit); False = IREE's defaults.
+        gemm_kernels: float32 GEMMs on the project's kernels (`hrm_mlir.cpu_gemm`) instead
+            of IREE's: None = where they pay off (llvm-cpu for a target CPU with AVX2 and FMA,
+            AVX-512 ones included, unless `tuned` is False); True / False = always / never
+            (llvm-cpu on x86-64 only).
+        extra_flags: passed to iree-compile last, so they override the defaults.
+        kernel_isa: the GEMM kernels' register tiles, "avx2" (6 x 2 ymm) or "avx512"
+            (12 x 1 zmm); None = the target's (for A/B measurements).
+    """
+
+    target: Target = Target.LLVM_CPU
+    cpu: str = "host"
+    cuda_arch: str = "sm_80"
+    vulkan_target: str = "ampere"
+    tuned: bool | None = None
+    gemm_kernels: bool | None = None
+    extra_flags: tuple[str, ...] = field(default_factory=tuple)
+    kernel_isa: str | None = None
+
+    def gemm_isa(self) -> str:
+        """The register tiles of the GEMM kernels (`hrm_mlir.cpu_gemm.ISAS`): `kernel_isa`, or
+        the target's vector ISA (avx512 or avx2)."""
+        return self.kernel_isa or self.cpu_target().isa
+
+    def cpu_target(self) -> CpuTarget:
+        """The llvm-cpu target `cpu` names, as IREE's LLVM resolves it."""
+        return resolve_cpu(self.cpu)
+
+    def target_name(self) -> str:
+        """The target in one word: llvm-cpu:<cpu>, cuda:<arch> or vulkan:<target>."""
+        detail = {
+            Target.LLVM_CPU: self.cpu,
+            Target.CUDA: self.cuda_arch,
+            Target.VULKAN: self.vulkan_target,
+        }[self.target]
+        return f"{self.target.value}:{detail}"
+
+    def use_gemm_kernels(self) -> bool:
+        """Whether float32 GEMMs go to `hrm_mlir.cpu_gemm`'s kernels: on an x86-64 target CPU
+        with AVX2 and FMA (resolved by IREE's LLVM, whatever this machine is)."""
+        if self.target != Target.LLVM_CPU or self.gemm_kernels is False:
+            return False
+        if not self.cpu_target().avx2_fma:
+            return False
+        return bool(self.gemm_kernels) or self.tuned is not False
+
+    def cpu_flags(self, dtype: DType | None) -> list[str]:
+        """The llvm-cpu flags `tuned` chooses for a module computing in `dtype` (None: unknown)."""
+        if self.target != Target.LLVM_CPU or self.tuned is False:
+            return []
+        if self.tuned:
+            return list(TUNED_CPU_FLAGS)
+        if dtype != DType.FLOAT32:
+            return []
+        return [*FAST_CPU_FLAGS, STACK_LIMIT.format(SAFE_STACK_BYTES)]
+
+    def flags(
+        self,
+        dtype: DType | None = DType.FLOAT32,
+        *,
+        external_parameters: bool = False,
+        fast: bool = True,
+    ) -> list[str]:
+        """iree-compile flags; `fast=False` leaves out the `tuned` flags (the fallback).
+
+        With external parameters data tiling is left out: IREE 3.13 fails to compile the
+        static-batch `@act` with it ("failed to legalize unresolved target materialization" of
+        a data-tiling encoding, in the hoisted initializers that pack parameter-backed weights).
+        """
+        if self.target == Target.LLVM_CPU:
+            flags = [f"--iree-llvmcpu-target-cpu={self.cpu}"]
+            if fast:
+                flags += [
+                    f
+                    for f in self.cpu_flags(dtype)
+                    if not (external_parameters and f == DATA_TILING)
+                ]
+        elif self.target == Target.CUDA:
+            flags = [f"--iree-cuda-target={self.cuda_arch}"]
+        else:
+            flags = [f"--iree-vulkan-target={self.vulkan_target}"]
+        return [*flags, *self.extra_flags]
+
+    @property
+    def backend(self) -> str:
+        return {Target.VULKAN: "vulkan-spirv"}.get(self.target, self.target.value)

@@ -1,0 +1,282 @@
+"""External weights: an IREE parameter archive (.irpa) instead of weights inlined in the MLIR.
+
+torch-mlir inlines every weight into the module as a `dense_resource` blob. That is fine for the
+27M-parameter model (104 MiB of bytecode), but an ARC checkpoint carries a 1M x 512 puzzle table
+(2.1 GB) that has no business in MLIR. With external parameters each weight becomes
+
+    util.global private @"param.<name>" = #stream.parameter.named<"model"::"<name>"> : tensor<..>
+    ... util.global.load @"param.<name>"   (+ torch_c.from_builtin_tensor in the torch dialect)
+
+and its bytes go to a `.irpa` archive under the key `<name>`: the checkpoint's state-dict name
+(`inner.puzzle_emb.weights`, ...) or `inner.rope.cos` / `inner.rope.sin` for the RoPE tables.
+IREE loads the archive at run time (`iree-run-module --parameters=model=FILE.irpa`), memory-mapped
+where it can, so the weights are never copied into the compiled module.
+
+The import gives each weight a `dense_resource` key without a blob
+(`ZeroCopyLiterals(external=True)`), which torch-mlir's lowering carries along without reading
+any data. `externalize` then rewrites the lowered module, in torch-mlir's own context, before
+anything is serialized: each keyed constant becomes a load of a global (the `util` ops are
+unregistered there and written in generic form, which IREE parses). TOSA is not supported: its
+lowering folds weight transposes into new constants that no checkpoint tensor names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_mlir import ir
+
+from hrm_mlir.core.errors import ExportError, HrmMlirError, first_line
+from hrm_mlir.core.fileio import atomic_path
+from hrm_mlir.core.types import ChoiceEnum, OutputType
+from hrm_mlir.exporter.abi import PARAMETER_SCOPE
+from hrm_mlir.exporter.trace import mlir_element_type, resource_key
+
+SCOPE = PARAMETER_SCOPE
+GLOBAL_PREFIX = "param."
+INLINE_LIMIT_BYTES = 512 * 2**20  # above this much weight data, export externalizes by default
+EXTERNAL_DIALECTS = (OutputType.TORCH, OutputType.LINALG_ON_TENSORS, OutputType.STABLEHLO)
+_NAMED_PARAMETER = re.compile(r'#stream\.parameter\.named<"([^"]*)"::"([^"]*)">')
+
+
+class Params(ChoiceEnum):
+    """Where the weights go: inlined in the MLIR, or an external parameter archive."""
+
+    INLINE = "inline"
+    EXTERNAL = "external"
+
+
+def choose_params(requested: Params | None, weight_bytes: int) -> tuple[Params, str | None]:
+    """The params mode for an export, and a note when it was chosen by size.
+
+    Args:
+        requested: the user's choice; None picks external above `INLINE_LIMIT_BYTES`.
+        weight_bytes: bytes of weight data the module would carry.
+    """
+    if requested is not None:
+        return requested, None
+    if weight_bytes > INLINE_LIMIT_BYTES:
+        return Params.EXTERNAL, (
+            f"weights are {weight_bytes / 2**20:.0f} MiB (> {INLINE_LIMIT_BYTES >> 20} MiB): "
+            "writing them to an external parameter archive (--params inline to override)"
+        )
+    return Params.INLINE, None
+
+
+def default_archive_path(mlir_path: str | Path) -> Path:
+    """`model.mlirbc` -> `model.irpa`."""
+    return Path(mlir_path).with_suffix(".irpa")
+
+
+def parameter_names(model: torch.nn.Module) -> dict[tuple[int, tuple[int, ...], torch.dtype], str]:
+    """(data pointer, shape, dtype) -> name, for every tensor the export can meet as a literal.
+
+    torch-mlir's frozen import hands the hook the model's own tensors without their names; the
+    memory they point at identifies them.
+    """
+    named = [*model.named_parameters(), *model.named_buffers()]
+    for prefix, module in model.named_modules():
+        rope = getattr(module, "_rope", None)
+        if rope is not None:
+            named += [
+                (f"{prefix}.rope.{part}".lstrip("."), t)
+                for part, t in zip(("cos", "sin"), rope, strict=True)
+            ]
+    return {(t.data_ptr(), tuple(t.shape), t.dtype): name for name, t in named}
+
+
+def require_external_dialect(output_type: OutputType) -> None:
+    """Raise unless `output_type` can refer to external parameters."""
+    if output_type not in EXTERNAL_DIALECTS:
+        raise ExportError(
+            f"--params external supports {', '.join(map(str, EXTERNAL_DIALECTS))}, not "
+            f"{output_type}: its lowering folds weight transposes into new constants "
+            "(use --params inline, or another --output_type)"
+        )
+
+
+def externalize(
+    module: ir.Module,
+    literals: Mapping[str, torch.Tensor],
+    names: Mapping[tuple[int, tuple[int, ...], torch.dtype], str],
+    output_type: OutputType,
+) -> dict[str, torch.Tensor]:
+    """Replace every weight constant of `module` by a load of a named parameter, in place.
+
+    Args:
+        module: the lowered module (torch, linalg-on-tensors or StableHLO).
+        literals: resource key -> tensor, as the import created them.
+        names: from `parameter_names`; a tensor it does not know is named `const.<key>`.
+        output_type: the module's dialect.
+    Returns:
+        name -> tensor: what the parameter archive must hold.
+    Raises:
+        ExportError: for TOSA, or when a weight constant is left inlined.
+    """
+    require_external_dialect(output_type)
+    params: dict[str, torch.Tensor] = {}
+    context = module.context
+    context.allow_unregistered_dialects = True  # util.* ops are IREE's, unknown to torch-mlir
+    with context, ir.Location.unknown():
+        declared: set[str] = set()
+        top = ir.InsertionPoint.at_block_begin(module.body)
+        for op, key in list(_resource_constants(module.operation)):
+            if key not in literals:
+                raise ExportError(
+                    f"weight constant {key} was created by the lowering, not by the import; "
+                    "it cannot be externalized"
+                )
+            tensor = literals[key]
+            name = names.get((tensor.data_ptr(), tuple(tensor.shape), tensor.dtype), f"const.{key}")
+            params[name] = tensor
+            result = op.results[0]
+            builtin = _builtin_tensor_type(result.type, tensor)
+            symbol = GLOBAL_PREFIX + name
+            if symbol not in declared:
+                declared.add(symbol)
+                ir.Operation.create(
+                    "util.global",
+                    attributes={
+                        "sym_name": ir.StringAttr.get(symbol),
+                        "sym_visibility": ir.StringAttr.get("private"),
+                        "type": ir.TypeAttr.get(builtin),
+                        "initial_value": ir.Attribute.parse(
+                            f'#stream.parameter.named<"{SCOPE}"::"{name}"> : {builtin}'
+                        ),
+                    },
+                    ip=top,
+                )
+            at = ir.InsertionPoint(op)
+            value = ir.Operation.create(
+                "util.global.load",
+                results=[builtin],
+                attributes={"global": ir.FlatSymbolRefAttr.get(symbol)},
+                ip=at,
+            ).results[0]
+            if output_type == OutputType.TORCH:
+                value = ir.Operation.create(
+                    "torch_c.from_builtin_tensor", results=[result.type], operands=[value], ip=at
+                ).results[0]
+            result.replace_all_uses_with(value)
+            op.erase()
+    return params
+
+
+def _resource_constants(op: ir.Operation) -> Iterator[tuple[ir.Operation, str]]:
+    """Every op (nested) whose `value` / `values` attribute is a `dense_resource` blob."""
+    for region in op.regions:
+        for block in region.blocks:
+            for inner in block.operations:
+                for attr_name in ("value", "values"):
+                    if attr_name in inner.attributes:
+                        key = resource_key(inner.attributes[attr_name])
+                        if key is not None:
+                            yield inner.operation, key
+                yield from _resource_constants(inner.operation)
+
+
+def _builtin_tensor_type(result_type: ir.Type, tensor: torch.Tensor) -> ir.Type:
+    """The builtin tensor type of a constant (a `!torch.vtensor` result maps to `tensor<>`)."""
+    if isinstance(result_type, ir.RankedTensorType):
+        return result_type
+    return ir.RankedTensorType.get(list(tensor.shape), mlir_element_type(tensor.dtype))
+
+
+# --------------------------------------------------------------------------------------------
+# Archives
+
+
+def host_bytes(tensor: torch.Tensor) -> np.ndarray:
+    """The tensor's bytes as a flat uint8 array, without a copy for contiguous CPU tensors."""
+    t = tensor.detach().contiguous()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    return t.numpy().reshape(-1).view(np.uint8)
+
+
+def save_archive(params: Mapping[str, torch.Tensor], path: str | Path) -> Path:
+    """Write `params` to an IREE parameter archive at `path`, atomically.
+
+    The tensors are handed to IREE as views (a memory-mapped checkpoint stays mapped, not
+    copied); IREE writes the archive.
+    """
+    from iree import runtime as rt
+
+    index = rt.ParameterIndex()
+    for name, tensor in params.items():
+        index.add_buffer(name, host_bytes(tensor))
+    with atomic_path(path) as tmp:
+        try:
+            index.create_archive_file(str(tmp))
+        except (RuntimeError, ValueError) as e:
+            raise HrmMlirError(f"{path}: cannot write the parameter archive: {e}") from None
+    return Path(path)
+
+
+def load_index(source: str | Path | Mapping[str, torch.Tensor]):
+    """An IREE `ParameterIndex` over an archive file (.irpa, .safetensors, .gguf) or tensors."""
+    from iree import runtime as rt
+
+    index = rt.ParameterIndex()
+    if isinstance(source, Mapping):
+        for name, tensor in source.items():
+            index.add_buffer(name, host_bytes(tensor))
+        return index
+    path = Path(source)
+    if not path.is_file():
+        raise HrmMlirError(f"{path}: no such parameter archive")
+    try:
+        index.load(str(path))
+    except (RuntimeError, ValueError) as e:
+        first = first_line(e, "unreadable")
+        raise HrmMlirError(f"{path}: not a readable parameter archive: {first}") from None
+    return index
+
+
+def archive_sizes(path: str | Path) -> dict[str, int]:
+    """Key -> byte length of every entry of a parameter archive."""
+    return {key: int(entry.length) for key, entry in load_index(path).items()}
+
+
+def required_parameters(path: str | Path) -> dict[str, int]:
+    """Key -> byte length of every parameter of scope `model` an MLIR file refers to."""
+    from iree.compiler import ir as iree_ir
+
+    data = Path(path).read_bytes()
+    with iree_ir.Context():
+        try:
+            module = iree_ir.Module.parse(data if data.startswith(b"ML\xefR") else data.decode())
+        except Exception as e:  # MLIRError
+            first = first_line(e)
+            raise HrmMlirError(f"{path}: not parseable MLIR: {first}") from None
+        found: dict[str, int] = {}
+        for op in module.body.operations:
+            if op.operation.name != "util.global" or "initial_value" not in op.attributes:
+                continue
+            m = _NAMED_PARAMETER.match(str(op.attributes["initial_value"]))
+            if m and m.group(1) == SCOPE:
+                t = iree_ir.RankedTensorType(iree_ir.TypeAttr(op.attributes["type"]).value)
+                found[m.group(2)] = int(np.prod(t.shape)) * t.element_type.width // 8
+    return found
+
+
+def check_archive(required: Mapping[str, int], path: str | Path) -> None:
+    """Raise unless the archive at `path` holds every required key with the right size."""
+    have = archive_sizes(path)
+    missing = sorted(k for k in required if k not in have)
+    wrong = sorted(
+        f"{k} ({have[k]} B, expected {n})"
+        for k, n in required.items()
+        if k in have and have[k] != n
+    )
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing: {', '.join(missing[:10])}")
+    if wrong:
+        problems.append(f"{len(wrong)} of the wrong size: {', '.join(wrong[:10])}")
+    if problems:
+        raise HrmMlirError(f"{path}: does not match the module's parameters: {'; '.join(problems)}")

@@ -1,0 +1,153 @@
+"""Load a compiled IREE module (.vmfb) and call its functions with torch tensors or arrays.
+
+Loading a module and calling it on numpy arrays (`call_arrays`) imports no torch: `compile`'s
+self-check runs the new artifact that way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import ml_dtypes
+import numpy as np
+from iree import runtime as rt
+
+from hrm_mlir.core.errors import RuntimeFailure, first_line
+from hrm_mlir.exporter.abi import PARAMETER_SCOPE
+from hrm_mlir.runtime.target import CPU_KEY, FEATURES_KEY, HOST, resolve_cpu
+
+if TYPE_CHECKING:
+    import torch
+
+
+_BF16 = np.dtype(ml_dtypes.bfloat16)
+# IREE's worker threads get 128 KiB stacks by default. The default compile flags stay within
+# 64 KiB of stack allocations, but `--tuned` allows 256 KiB: a 27M step at batch 16 segfaulted
+# in iree-worker with `sub rsp, 0x218c0`. Give the workers room for that limit.
+WORKER_STACK_BYTES = 1 << 20
+rt.flags.parse_flags(f"--task_worker_stack_size={WORKER_STACK_BYTES}")
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A host array IREE accepts (bf16 through ml_dtypes, which numpy lacks)."""
+    import torch
+
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.uint16).numpy().view(_BF16)
+    return t.numpy()
+
+
+def to_torch(a: np.ndarray) -> torch.Tensor:
+    import torch
+
+    a = np.ascontiguousarray(a)
+    if a.dtype == _BF16:
+        return torch.from_numpy(a.view(np.uint16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(a.copy())
+
+
+class CompiledModule:
+    """A loaded .vmfb on one IREE device.
+
+    Args:
+        vmfb: the module's bytes or path.
+        driver: IREE HAL driver ("local-task" = multithreaded CPU, "cuda", "vulkan").
+        parameters: for a module built with external parameters, the archive (.irpa,
+            .safetensors, .gguf) or the tensors by key, served under the scope `model`.
+    """
+
+    def __init__(
+        self,
+        vmfb: bytes | str | Path,
+        *,
+        driver: str = "local-task",
+        parameters: str | Path | Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        data = vmfb if isinstance(vmfb, bytes) else _read(Path(vmfb))
+        # Keep the index: the provider reads the tensors it was given for as long as it lives.
+        self._index = None
+        if parameters is not None:
+            from hrm_mlir.exporter.params import load_index
+
+            self._index = load_index(parameters)
+        try:
+            self._config = rt.Config(driver)
+            self._context = rt.SystemContext(config=self._config)
+            if self._index is not None:
+                provider = self._index.create_provider(scope=PARAMETER_SCOPE)
+                io = rt.create_io_parameters_module(self._config.vm_instance, provider)
+                self._context.add_vm_module(io)
+            self._vm_module = rt.VmModule.copy_buffer(self._config.vm_instance, data)
+            self._context.add_vm_module(self._vm_module)
+        except (RuntimeError, ValueError) as e:
+            if parameters is None and "'io_parameters' not registered" in str(e):
+                raise RuntimeFailure(
+                    "the compiled module was built with external parameters: pass its "
+                    "parameter archive (--params FILE.irpa)"
+                ) from None
+            first = first_line(e)
+            raise RuntimeFailure(f"cannot load the compiled module on {driver}: {first}") from None
+        self.name = self._vm_module.name
+        if driver.startswith("local"):
+            self._require_cpu_features(vmfb if isinstance(vmfb, str | Path) else None)
+
+    def _require_cpu_features(self, path: str | Path | None) -> None:
+        """Refuse, in one line, an llvm-cpu artifact built for features this CPU lacks."""
+        for function in self.function_names:
+            recorded = self.reflection(function)
+            if FEATURES_KEY not in recorded:
+                continue
+            host = resolve_cpu(HOST)
+            missing = sorted(set(recorded[FEATURES_KEY].split(",")) - host.features - {""})
+            if missing:
+                what = f"{path}: " if path is not None else ""
+                more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+                shown = ", ".join(missing[:8]) + more
+                raise RuntimeFailure(
+                    f"{what}built for CPU {recorded.get(CPU_KEY, '?')}, whose features {shown} "
+                    f"this CPU ({host.name}) lacks: compile it again with --cpu host, or for a "
+                    "baseline such as x86-64-v3 or x86-64-v4"
+                )
+            return
+
+    @property
+    def function_names(self) -> list[str]:
+        return sorted(f for f in self._vm_module.function_names if not f.startswith("__"))
+
+    def reflection(self, function: str) -> dict[str, str]:
+        """The function's reflection metadata (its `iree.reflection` attributes)."""
+        fn = self._vm_module.lookup_function(function)
+        if fn is None:
+            raise RuntimeFailure(f"the compiled module has no function @{function}")
+        return dict(fn.reflection)
+
+    def call(self, function: str, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Invoke `function` and return its results as CPU tensors."""
+        results = self.call_arrays(function, *(to_numpy(a) for a in args))
+        return tuple(to_torch(r) for r in results)
+
+    def call_arrays(self, function: str, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Invoke `function` on host arrays and return its results as host arrays."""
+        try:
+            fn = self._context.modules[self.name][function]
+        except KeyError:
+            raise RuntimeFailure(
+                f"the compiled module has no function @{function} "
+                f"(it has: {', '.join(self.function_names)})"
+            ) from None
+        try:
+            results = fn(*args)
+        except (RuntimeError, ValueError) as e:
+            raise RuntimeFailure(f"@{function} failed: {first_line(e)}") from None
+        if not isinstance(results, tuple | list):
+            results = (results,)
+        return tuple(np.asarray(r.to_host()) for r in results)
+
+
+def _read(path: Path) -> bytes:
+    if not path.is_file():
+        raise RuntimeFailure(f"{path}: no such compiled module")
+    return path.read_bytes()

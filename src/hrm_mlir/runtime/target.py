@@ -1,0 +1,124 @@
+"""What an llvm-cpu target is: its LLVM CPU name and features, as IREE's LLVM resolves them.
+
+`resolve_cpu("host")` asks iree-compile what it makes of this machine's CPU, and
+`resolve_cpu("znver4")` what it makes of a named one, by compiling an empty function to the
+flow phase and reading the `#hal.executable.target` it chose (about 0.15 s, once per process
+and name). The compile decisions that depend on the CPU (which kernels, whether the artifact
+can be checked here) use these features, never the host's, so that a module compiled for a
+named CPU is the same on every machine. The features are recorded in the artifact
+(`iree.reflection` of its public functions), and `hrm_mlir.runtime` refuses an artifact whose
+features this CPU lacks with one line instead of a SIGILL.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hrm_mlir.core.errors import CompileError
+
+HOST = "host"
+# Keys of the artifact's `iree.reflection` (on every public function).
+TARGET_KEY = "hrm_mlir.target"
+CPU_KEY = "hrm_mlir.cpu"
+FEATURES_KEY = "hrm_mlir.cpu_features"
+
+_EMPTY_MODULE = (
+    "func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {\n  return %a : tensor<4xf32>\n}\n"
+)
+
+
+@dataclass(frozen=True)
+class CpuTarget:
+    """An llvm-cpu target as LLVM sees it.
+
+    Attributes:
+        requested: what `--cpu` said (`host` or an LLVM CPU name).
+        name: LLVM's CPU name (for `host`, this machine's, e.g. "znver3", "sapphirerapids").
+        triple: the target triple.
+        features: the enabled features, without their "+" ("avx2", "fma", "avx512f", ...).
+    """
+
+    requested: str
+    name: str
+    triple: str
+    features: frozenset[str]
+
+    @property
+    def x86(self) -> bool:
+        return self.triple.startswith(("x86_64", "amd64"))
+
+    @property
+    def avx2_fma(self) -> bool:
+        """x86-64 with AVX2 and FMA: what `hrm_mlir.cpu_gemm`'s kernels need."""
+        return self.x86 and {"avx2", "fma"} <= self.features
+
+    @property
+    def avx512(self) -> bool:
+        """AVX-512 F, with the BW/DQ/VL that every AVX-512 CPU since Skylake-SP has."""
+        return self.x86 and {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= self.features
+
+    @property
+    def isa(self) -> str:
+        """The vector ISA class the kernels are generated for: avx512, avx2 or none."""
+        return "avx512" if self.avx512 else "avx2" if self.avx2_fma else "none"
+
+    def missing_on(self, other: CpuTarget) -> list[str]:
+        """The features of this target that `other` (e.g. the host) lacks, sorted."""
+        if self.triple.split("-")[0] != other.triple.split("-")[0]:
+            return [self.triple.split("-")[0]]
+        return sorted(self.features - other.features)
+
+    def describe(self) -> str:
+        """E.g. "znver3 (this machine), avx2"."""
+        here = " (this machine)" if self.requested == HOST else ""
+        return f"{self.name}{here}, {self.isa}"
+
+    def reflection(self) -> dict[str, str]:
+        """What the artifact records of its target."""
+        return {
+            CPU_KEY: self.name,
+            FEATURES_KEY: ",".join(sorted(self.features)),
+        }
+
+
+def parse_features(text: str) -> frozenset[str]:
+    """The enabled features of an LLVM feature string ("+avx2,-avx512f,+fma")."""
+    return frozenset(f[1:] for f in text.split(",") if f.startswith("+"))
+
+
+@functools.cache
+def resolve_cpu(cpu: str = HOST) -> CpuTarget:
+    """The target iree-compile builds for `--iree-llvmcpu-target-cpu=cpu`.
+
+    Raises:
+        CompileError: `cpu` is not a CPU that LLVM knows, listing the names it accepts.
+    """
+    from iree.compiler.tools.binaries import find_tool
+
+    with tempfile.TemporaryDirectory(prefix="hrm-mlir-cpu-") as tmp:
+        src = Path(tmp) / "empty.mlir"
+        src.write_text(_EMPTY_MODULE)
+        command = [
+            find_tool("iree-compile"),
+            str(src),
+            "--iree-hal-target-device=local",
+            "--iree-hal-local-target-device-backends=llvm-cpu",
+            f"--iree-llvmcpu-target-cpu={cpu}",
+            "--compile-to=flow",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if "is not a recognized processor" in done.stderr or "Unknown CPU" in done.stderr:
+        accepted = re.search(r"List of accepted CPUs: (.*)", done.stderr)
+        names = f": one of {accepted.group(1).strip()}" if accepted else ""
+        raise CompileError(f"--cpu {cpu}: LLVM knows no such CPU{names}, or 'host'")
+    found = re.search(r'cpu = "([^"]*)", cpu_features = "([^"]*)"', done.stdout)
+    triple = re.search(r'target_triple = "([^"]*)"', done.stdout)
+    if done.returncode != 0 or found is None or triple is None:
+        first = next((ln for ln in done.stderr.splitlines() if "error" in ln), done.stderr[:200])
+        raise CompileError(f"cannot resolve --cpu {cpu} with iree-compile: {first.strip()}")
+    return CpuTarget(cpu, found.group(1), triple.group(1), parse_features(found.group(2)))
