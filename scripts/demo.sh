@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the whole pipeline on the bundled example checkpoint.
 #   info -> verify @step -> export @act -> compile -> run (fixed steps, then Q-halting)
+#   -> evaluate the held-out split with upstream's metrics
 set -euo pipefail
 example=${1:-examples/sudoku6x6}
 out=${2:-out/demo}
@@ -25,4 +26,6 @@ step "5. solve the sample puzzles, every step budget used" \
 step "6. the same with Q-halting (stop when the model says it is done)" \
   $hrm run "$out/act.vmfb" --puzzle "$example/puzzles.txt" --q_halt \
   --checkpoint "$example" --compare-pytorch --json "$out/q_halt.json"
+step "7. upstream's metrics on the held-out split (upstream's dataset layout, data/test)" \
+  $hrm evaluate "$out/act.vmfb" --data "$example/data" --json "$out/evaluate.json"
 printf '\ndemo outputs are in %s\n' "$out"

@@ -2,15 +2,17 @@
 
     import hrm_mlir
 
-    exported = hrm_mlir.exporter("ckpt/", "step.mlir", dtype="float32")
+    exported = hrm_mlir.export("ckpt/", "step.mlir", dtype="float32")
     compiled = hrm_mlir.compile("step.mlir", "step.vmfb")
-    checked = hrm_mlir.verification("ckpt/", mlir="step.mlir")
+    checked = hrm_mlir.verify("ckpt/", mlir="step.mlir")
     solved = hrm_mlir.run("ckpt/", "puzzles.txt", q_halt=True)
+    scored = hrm_mlir.evaluate("ckpt/", "data/sudoku-extreme-full")
 
 Each takes paths and plain values (or the enums of `hrm_mlir.core.types`), raises an
 `HrmMlirError` whose message is one line naming the file and the problem, and returns what it
-made with the notes a user should see. `hrm-mlir export|compile|verify|run` are these functions
-and a printout. Torch is imported only by the stages that need it: `compile` of a file needs none.
+made with the notes a user should see. `hrm-mlir export|compile|verify|run|evaluate` are these
+functions and a printout. Torch is imported only by the stages that need it: `compile` of a file
+needs none.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from hrm_mlir.core.types import DType, Entry, OutputType
 
 if TYPE_CHECKING:
     from hrm_mlir.compiler.options import CompileOptions
+    from hrm_mlir.evaluation.arc import ArcScore
+    from hrm_mlir.evaluation.engine import Evaluation
     from hrm_mlir.exporter.module import ExportedModule
     from hrm_mlir.exporter.params import Params
     from hrm_mlir.models.config import HRMConfig
@@ -343,4 +347,181 @@ def run(
     return result
 
 
-__all__: Sequence[str] = ["compile", "export", "run", "verify"]
+@dataclass
+class Evaluated:
+    """`evaluate`'s result: upstream's metrics on a split, and where the predictions went."""
+
+    what: str  # the model that ran
+    data: Path
+    split: str
+    result: Evaluation
+    predictions: Path | None = None
+    arc: ArcScore | None = None  # an ARC build's pass@k by augmentation voting
+
+    def as_dict(self) -> dict:
+        saved = None if self.predictions is None else str(self.predictions)
+        head = {"model": self.what, "data": str(self.data), "split": self.split}
+        arc = None if self.arc is None else self.arc.summary()
+        return {**head, **self.result.as_dict(), "predictions": saved, "arc": arc}
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    *,
+    split: str = "test",
+    max_steps: int | None = None,
+    q_halt: bool = False,
+    batch_size: int = 64,
+    limit: int | None = None,
+    dtype: DType | str = DType.FLOAT32,
+    params: Params | str | Path | None = None,
+    runtime: str = "iree",
+    predictions: str | Path | None = None,
+    keep: str = "logits",
+    submission: str | Path | None = None,
+    plot: str | Path | None = None,
+    continuous: bool | None = None,
+    options: CompileOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    status: Callable[[str], None] | None = None,
+) -> Evaluated:
+    """Evaluate a checkpoint (its `@act` compiled here, at `batch_size`) or an `@act` .vmfb on
+    a split of upstream's built dataset, with upstream's metrics (`hrm_mlir.evaluation`).
+
+    The dataset is read and checked against the model before anything is compiled.
+    `max_steps` defaults to the checkpoint's `halt_max_steps`, what upstream evaluates with.
+    `runtime="pytorch"` runs the PyTorch model instead (a checkpoint only), for comparison.
+    `predictions`: write them as upstream's `evaluate.py` does, `keep="preds"` with argmax
+    tokens instead of logits. `progress(done, total)` after each batch; `status(text)` before
+    slow steps. An ARC build (identifiers.json naming its augmentations, 900 tokens) is also
+    scored by pass@k (`hrm_mlir.evaluation.arc`); `submission` and `plot` write its Kaggle
+    submission.json and a PNG of a few tasks. `continuous` (default: with `q_halt` on the
+    compiled model): a row that halts frees its slot for the next example at once
+    (`hrm_mlir.evaluation.continuous`); False keeps whole batches until their last row halts.
+    """
+    from hrm_mlir.checkpoint.load import load_checkpoint
+    from hrm_mlir.evaluation.dataset import load_split
+    from hrm_mlir.evaluation.engine import (
+        CompiledRunner,
+        PyTorchRunner,
+        Runner,
+        evaluate_split,
+        save_predictions,
+    )
+    from hrm_mlir.exporter.params import Params
+    from hrm_mlir.runner import CompiledACT
+
+    if runtime not in ("iree", "pytorch"):
+        raise HrmMlirError(f"--runtime: expected iree or pytorch, got {runtime!r}")
+    if keep not in ("logits", "preds"):
+        raise HrmMlirError(f"predictions keep logits or preds, got {keep!r}")
+    if batch_size < 1:
+        raise HrmMlirError(f"--batch_size must be >= 1, got {batch_size}")
+    data_split = load_split(data, split)
+    arc_split = _arc_split(data, split, data_split)
+    if arc_split is None and (submission is not None or plot is not None):
+        raise HrmMlirError(f"{data}: not an ARC build; --submission and --plot need one")
+    archive = params if isinstance(params, Path) else None
+    runner: Runner
+    if Path(model).suffix == ".vmfb":
+        if runtime == "pytorch":
+            raise HrmMlirError("--runtime pytorch needs a checkpoint, not a .vmfb")
+        compiled = CompiledACT.from_vmfb(model, parameters=archive)
+        config, what = compiled.config, str(model)
+        _check(data_split, config, what)
+        runner = CompiledRunner(compiled)
+    else:
+        if archive is not None:
+            raise HrmMlirError("--params FILE goes with a .vmfb; for a checkpoint use "
+                               "--params inline|external")  # fmt: skip
+        ck = load_checkpoint(model, seq_len_fallback=data_split.metadata.seq_len)
+        config = ck.config
+        _check(data_split, config, str(ck.weights_path))
+        dtype = DType.parse(dtype)
+        if runtime == "pytorch":
+            runner = PyTorchRunner(ck.build_model(dtype))
+            what = f"{ck.weights_path} (PyTorch, {dtype})"
+        else:
+            rows = min(batch_size, max(data_split.examples if limit is None else limit, 1))
+            if status is not None:
+                status(f"compiling @act for this CPU ({dtype}, batch {rows}) ...")
+            compiled = CompiledACT.from_checkpoint(
+                ck,
+                dtype=dtype,
+                batch_size=rows,
+                compile_options=options,
+                params=None if params is None else Params.parse(str(params)),
+            )
+            runner = CompiledRunner(compiled)
+            what = f"{ck.weights_path} (compiled here, {dtype})"
+    keep_as = keep if predictions is not None else None
+    if keep_as is None and arc_split is not None:
+        keep_as = "preds"  # the votes need the argmax only
+    result = evaluate_split(
+        runner,
+        data_split,
+        max_steps=max_steps or config.halt_max_steps,
+        q_halt=q_halt,
+        batch_size=batch_size,
+        limit=limit,
+        keep=keep_as,
+        continuous=(q_halt and runtime == "iree") if continuous is None else continuous,
+        progress=progress,
+    )
+    saved = None if predictions is None else save_predictions(result.predictions, predictions)
+    scored = None
+    if arc_split is not None:
+        scored = _score_arc(result.predictions, arc_split, str(model), submission, plot)
+    return Evaluated(what, Path(data), split, result, saved, scored)
+
+
+def score_predictions(
+    files: Sequence[str | Path],
+    data: str | Path,
+    *,
+    split: str = "test",
+    submission: str | Path | None = None,
+    plot: str | Path | None = None,
+) -> ArcScore:
+    """ARC pass@k of prediction files that upstream's `evaluate.py` (or `evaluate`) wrote,
+    against an ARC build; `submission` and `plot` as in `evaluate`."""
+    from hrm_mlir.evaluation.arc import load_arc_split, load_predictions
+
+    arc_split = load_arc_split(data, split)
+    names = ", ".join(str(f) for f in files)
+    return _score_arc(load_predictions(files), arc_split, names, submission, plot)
+
+
+def _arc_split(data, split: str, data_split):
+    """The ARC view of a split when it is an ARC build (900 tokens, named augmentations)."""
+    from hrm_mlir.evaluation.arc import load_arc_split
+
+    names = data_split.identifiers or []
+    if data_split.metadata.seq_len != 900 or len(names) < 2:
+        return None
+    return load_arc_split(data, split)
+
+
+def _score_arc(predictions, arc_split, source: str, submission, plot) -> ArcScore:
+    from hrm_mlir.evaluation.arc import plot_tasks, score, write_submission
+
+    scored = score(predictions, arc_split.identifiers, arc_split.tasks, source=source)
+    if submission is not None:
+        write_submission(scored, submission)
+    if plot is not None:
+        plot_tasks(scored, plot)
+    return scored
+
+
+def _check(split, config: HRMConfig, where: str) -> None:
+    split.check_model(
+        vocab_size=config.vocab_size,
+        seq_len=config.seq_len,
+        num_puzzle_identifiers=config.num_puzzle_identifiers,
+        puzzle_embedding=config.puzzle_emb_ndim > 0,
+        where=where,
+    )
+
+
+__all__: Sequence[str] = ["compile", "evaluate", "export", "run", "score_predictions", "verify"]

@@ -82,13 +82,17 @@ class Checkpoint:
         return counts
 
 
-def load_checkpoint(path: str | Path, *, seq_len: int | None = None) -> Checkpoint:
+def load_checkpoint(
+    path: str | Path, *, seq_len: int | None = None, seq_len_fallback: int | None = None
+) -> Checkpoint:
     """Load and validate a checkpoint directory (or a weights file with the YAML beside it).
 
     Args:
         path: the checkpoint directory, or its weights file.
         seq_len: puzzle length; needed only when neither the weights (learned positions) nor the
             dataset's `train/dataset.json` give it.
+        seq_len_fallback: the puzzle length where nothing else gives it, and no override
+            (`evaluate`: the evaluated dataset's).
     Returns:
         The validated `Checkpoint`.
     Raises:
@@ -107,7 +111,7 @@ def load_checkpoint(path: str | Path, *, seq_len: int | None = None) -> Checkpoi
         "vocab_size": _dim(state, _VOCAB_KEY, 0, weights_path),
         "num_puzzle_identifiers": _dim(state, _PUZZLE_KEY, 0, weights_path) if puzzle_dim else 0,
     }
-    seq, source = _infer_seq_len(arch, raw, state, config_path, seq_len, notes)
+    seq, source = _infer_seq_len(arch, raw, state, config_path, seq_len, notes, seq_len_fallback)
     dims["seq_len"] = seq
     try:
         config = HRMConfig(**{**arch, **dims})
@@ -240,6 +244,7 @@ def _infer_seq_len(
     config_path: Path,
     requested: int | None,
     notes: list[str],
+    fallback: int | None = None,
 ) -> tuple[int, str]:
     hidden = int(arch.get("hidden_size", 0) or 0)
     puzzle_len = -(int(arch.get("puzzle_emb_ndim", 0) or 0) // -hidden) if hidden > 0 else 0
@@ -260,6 +265,8 @@ def _infer_seq_len(
         return requested, "--seq_len"
     if dataset is not None:
         return dataset[0], str(dataset[1])
+    if fallback is not None:
+        return fallback, "the evaluated dataset"
     raise CheckpointError(
         f"{config_path.parent}: cannot infer seq_len (RoPE model and no "
         f"<data_path>/train/dataset.json found); pass --seq_len ({PUBLISHED_SEQ_LENS})"

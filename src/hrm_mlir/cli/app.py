@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hrm_mlir.cli import bench, compile, export, info, run, verify
+from hrm_mlir.cli import bench, compile, evaluate, export, info, run, verify
 from hrm_mlir.cli.common import EXIT_USER_ERROR
 from hrm_mlir.core.errors import HrmMlirError
 
-VERBS = (info, export, compile, verify, run, bench)  # in the order `--help` lists them
+VERBS = (info, export, compile, verify, run, evaluate, bench)  # in the order `--help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,218 @@
+"""`hrm-mlir evaluate`: upstream's metrics on a built dataset (`hrm_mlir.api.evaluate`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hrm_mlir.cli.common import (
+    add_compile_options,
+    add_params_source_option,
+    choice,
+    compile_options,
+    out,
+    positive,
+)
+from hrm_mlir.core.errors import HrmMlirError
+from hrm_mlir.core.types import DType
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="upstream's metrics on a built dataset, through the compiled ACT loop"
+    )
+    p.add_argument(
+        "model",
+        type=Path,
+        nargs="?",
+        help="checkpoint directory, or a .vmfb of an @act export (none with --predictions)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="a dataset built by upstream's dataset/build_*_dataset.py "
+        "(<split>/dataset.json, <split>/all__*.npy, identifiers.json)",
+    )
+    p.add_argument("--split", default="test", help="the split to evaluate (default: test)")
+    p.add_argument(
+        "--max_steps",
+        "--max-steps",
+        type=positive,
+        default=None,
+        help="ACT steps (default: the checkpoint's halt_max_steps, what upstream evaluates with)",
+    )
+    p.add_argument(
+        "--q_halt",
+        "--q-halt",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="stop each row once q_halt > q_continue (default: off, upstream's evaluation)",
+    )
+    p.add_argument(
+        "--continuous",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --q_halt, a row that halts frees its slot for the next puzzle at once "
+        "(default: on with --q_halt for the compiled model)",
+    )
+    p.add_argument(
+        "--batch_size",
+        "--batch-size",
+        type=positive,
+        default=64,
+        help="rows per call; a checkpoint's @act is compiled for it (default: 64)",
+    )
+    p.add_argument(
+        "--limit", type=positive, default=None, help="only the first N examples (default: all)"
+    )
+    p.add_argument(
+        "--dtype",
+        type=choice(DType),
+        default=DType.FLOAT32,
+        help="forward dtype of a checkpoint compiled here (default: float32)",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=("iree", "pytorch"),
+        default="iree",
+        help="iree: the compiled @act; pytorch: the PyTorch model, for comparison (default: iree)",
+    )
+    p.add_argument("--json", type=Path, default=None, help="write the metrics as JSON")
+    p.add_argument(
+        "--save-predictions",
+        type=Path,
+        default=None,
+        help="write the predictions as upstream's evaluate.py saves them (torch.save'd dict)",
+    )
+    p.add_argument(
+        "--predictions-argmax",
+        action="store_true",
+        help="in --save-predictions keep argmax tokens ('preds') instead of the logits "
+        "(default: logits)",
+    )
+    p.add_argument(
+        "--predictions",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="score these prediction files (upstream's evaluate.py's, or --save-predictions') "
+        "against an ARC build instead of running a model",
+    )
+    p.add_argument(
+        "--submission", type=Path, default=None, help="ARC: write a Kaggle submission.json"
+    )
+    p.add_argument(
+        "--plot", type=Path, default=None, help="ARC: write a PNG of a few tasks, voted answers"
+    )
+    add_params_source_option(p, modes=True)
+    add_compile_options(p, gpu=False)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hrm_mlir.api import evaluate
+
+    if args.predictions is not None:
+        return score(args)
+    if args.model is None:
+        raise HrmMlirError("evaluate needs a model (a checkpoint or .vmfb) or --predictions FILE")
+
+    err = Console(stderr=True, highlight=False)
+    with Progress(
+        TextColumn("evaluating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not sys.stderr.isatty(),  # a terminal only: logs and tests stay clean
+        transient=True,
+    ) as bar:
+        task = bar.add_task("evaluate", total=None, rate="")
+
+        def progress(done: int, total: int) -> None:
+            elapsed = bar.tasks[task].elapsed or 0.0
+            rate = f"{done / elapsed:.1f} puzzles/s" if elapsed > 0 else ""
+            bar.update(task, completed=done, total=total, rate=rate)
+
+        result = evaluate(
+            args.model,
+            args.data,
+            split=args.split,
+            max_steps=args.max_steps,
+            q_halt=args.q_halt,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            dtype=args.dtype,
+            params=args.params,
+            runtime=args.runtime,
+            predictions=args.save_predictions,
+            keep="preds" if args.predictions_argmax else "logits",
+            submission=args.submission,
+            plot=args.plot,
+            continuous=args.continuous,
+            options=compile_options(args),
+            progress=progress,
+            status=out.print,
+        )
+    r = result.result
+    t = Table(title=f"{result.what} on {args.data}/{args.split}")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for name, value in r.metrics.items():
+        t.add_row(name, f"{value:.4f}" if name != "steps" else f"{value:.2f}")
+    t.add_section()
+    t.add_row("examples (with labels)", f"{r.examples:,} ({r.count:,})")
+    t.add_row("exact", f"{int(r.exact.sum()):,} / {r.count:,}")
+    mode = "Q-halting" if r.q_halt else "fixed steps"
+    if r.continuous:
+        mode += ", continuous batching"
+    t.add_row("steps", f"max {r.max_steps}, {mode}")
+    t.add_row("batch", str(r.batch_size))
+    t.add_row("wall (evaluation only)", f"{r.seconds:.1f} s, {r.puzzles_per_second:.1f} puzzles/s")
+    out.print(t)
+    if result.arc is not None:
+        print_arc(result.arc, args)
+    if result.predictions is not None:
+        out.print(f"wrote {result.predictions}")
+    if args.json is not None:
+        from hrm_mlir.core.fileio import write_atomic
+
+        write_atomic(args.json, json.dumps(result.as_dict(), indent=2).encode())
+    return 0
+
+
+def score(args: argparse.Namespace) -> int:
+    """`--predictions FILE...`: ARC pass@k of prediction files, no model."""
+    from hrm_mlir.api import score_predictions
+
+    if args.model is not None:
+        raise HrmMlirError("--predictions scores files: give no model with it")
+    scored = score_predictions(
+        args.predictions, args.data, split=args.split, submission=args.submission, plot=args.plot
+    )
+    print_arc(scored, args)
+    if args.json is not None:
+        from hrm_mlir.core.fileio import write_atomic
+
+        doc = {"predictions": [str(p) for p in args.predictions], "data": str(args.data),
+               "split": args.split, "arc": scored.summary()}  # fmt: skip
+        write_atomic(args.json, json.dumps(doc, indent=2).encode())
+    return 0
+
+
+def print_arc(scored, args: argparse.Namespace) -> None:
+    from hrm_mlir.evaluation.arc import pass_at_text
+
+    out.print(f"ARC by augmentation voting: {pass_at_text(scored)}")
+    for path in (args.submission, args.plot):
+        if path is not None:
+            out.print(f"wrote {path}")

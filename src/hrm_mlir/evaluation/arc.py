@@ -1,0 +1,711 @@
+"""ARC pass@k by augmentation voting, as upstream's `arc_eval.ipynb` scores an ARC build.
+
+Upstream's `dataset/build_arc_dataset.py` puts every test input of each ARC evaluation task in
+the `test` split, once as the task itself (puzzle name = task id) and once per augmentation
+(name `<task>_t<dihedral id>_<colour map>`: the grids are `dihedral_transform(colour_map[grid],
+id)`, the colour map written as its ten digits, black kept). `evaluate.py` saves the model's
+outputs on that split (`step_<n>_all_preds.<rank>`, a `torch.save`d dict of tensors: `inputs`,
+`labels`, `puzzle_identifiers`, `logits`, `q_halt_logits`, `q_continue_logits`).
+
+Scoring follows the notebook's `test()`:
+
+1. drop the rows with identifier 0 (the blank identifier pads the last batch);
+2. take each row's predicted tokens (argmax of `logits`) and crop its input and prediction to
+   the top-left rectangle of colour tokens (`hrm_mlir.puzzles.arc.crop_canvas`);
+3. undo the row's augmentation, parsed from its name in `identifiers.json`: the inverse dihedral
+   transform, then the inverse colour map;
+4. find the original test input the un-augmented input equals, and vote for the un-augmented
+   prediction there;
+5. rank each test input's distinct predictions by vote count, then by the mean of
+   `sigmoid(q_halt_logits)` over their votes (first seen first on a full tie);
+6. a test input is right at k if its expected output is among the top k; a task counts at k
+   only when all of its test inputs are right. pass@k is the fraction of the tasks that have
+   prediction rows.
+
+The expected outputs come from the build itself: the un-augmented puzzles of `<split>/` in
+`identifiers.json`'s names, their examples' inputs and labels (the notebook reads the same rows
+back from the predictions' `labels`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hrm_mlir.core.errors import HrmMlirError, first_line
+from hrm_mlir.core.fileio import write_atomic
+from hrm_mlir.puzzles.arc import COLOR_OFFSET, GRID_MAX, NUM_COLORS, SEQ_LEN
+
+DEFAULT_KS = (1, 2, 10, 100, 1000)
+BLANK_IDENTIFIER = 0
+VOCAB_SIZE = NUM_COLORS + 2  # PAD, EOS, ten colours
+
+# The 8 dihedral transforms of upstream's `dataset/common.py`, by id, and the id undoing each:
+# the rotations by 90 and 270 degrees undo each other; the rest are their own inverse.
+DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
+
+# The ARC palette (black, blue, red, green, yellow, grey, magenta, orange, azure, maroon).
+ARC_PALETTE = (
+    "#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
+    "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25",
+)  # fmt: skip
+
+_AUGMENTED = re.compile(r"(?P<task>.+)_t(?P<tid>[0-7])_(?P<colours>[0-9]{10})")
+_REQUIRED = ("puzzle_identifiers", "inputs", "q_halt_logits")
+
+
+# ----------------------------------------------------------------------------- augmentations
+
+
+def dihedral_transform(grid: np.ndarray, tid: int) -> np.ndarray:
+    """Upstream's dihedral transform `tid` (0..7) of a 2-D grid."""
+    if tid == 0:
+        return grid
+    if tid in (1, 2, 3):
+        return np.rot90(grid, k=tid)  # counter-clockwise quarter turns
+    if tid == 4:
+        return grid[:, ::-1]  # mirror left-right
+    if tid == 5:
+        return grid[::-1, :]  # mirror top-bottom
+    if tid == 6:
+        return grid.T  # transpose
+    if tid == 7:
+        return np.rot90(grid, k=1)[:, ::-1]  # anti-transpose
+    raise ValueError(f"dihedral transform id {tid} is not 0..7")
+
+
+def inverse_dihedral_transform(grid: np.ndarray, tid: int) -> np.ndarray:
+    """Undo `dihedral_transform(grid, tid)`."""
+    return dihedral_transform(grid, DIHEDRAL_INVERSE[tid])
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The augmentation a puzzle name records: `<task>_t<tid>_<colours>`, or none (tid 0, the
+    identity colour map) for a task's own name."""
+
+    task: str
+    tid: int = 0
+    colours: tuple[int, ...] = tuple(range(NUM_COLORS))  # augmented colour = colours[original]
+
+    @property
+    def augmented(self) -> bool:
+        return self.tid != 0 or self.colours != tuple(range(NUM_COLORS))
+
+    def undo(self, grid: np.ndarray) -> np.ndarray:
+        """The original grid of an augmented one."""
+        if not self.augmented:
+            return grid
+        inverse = np.argsort(np.asarray(self.colours))
+        return inverse[inverse_dihedral_transform(grid, self.tid)]
+
+    def apply(self, grid: np.ndarray) -> np.ndarray:
+        """Augment an original grid, as upstream's builder does."""
+        return dihedral_transform(np.asarray(self.colours)[grid], self.tid)
+
+
+def parse_name(name: str) -> tuple[Augmentation, bool]:
+    """(augmentation, is-augmented) of a puzzle name; raises on a colour map that is not a
+    permutation of 0..9. Unlike the notebook (`name.split("_")[0]`), a task id may hold `_`."""
+    m = _AUGMENTED.fullmatch(name)
+    if m is None:
+        return Augmentation(name), False
+    colours = tuple(int(c) for c in m["colours"])
+    if sorted(colours) != list(range(NUM_COLORS)):
+        raise ValueError(f"puzzle name {name!r}: colour map {m['colours']} is not a permutation")
+    return Augmentation(m["task"], int(m["tid"]), colours), True
+
+
+# ---------------------------------------------------------------------------------- cropping
+
+
+def crop_sizes(canvases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of `crop_canvas` for each of a batch of [N, 900] canvases, vectorised:
+    the width at row r is the first non-colour column of rows 0..r (running minimum), and the
+    crop is the first row count of largest area (none if every area is 0)."""
+    c = np.asarray(canvases).reshape(-1, GRID_MAX, GRID_MAX)
+    colour = (c >= COLOR_OFFSET) & (c < COLOR_OFFSET + NUM_COLORS)
+    stops = np.where(colour.all(axis=2), GRID_MAX, np.argmin(colour, axis=2))
+    widths = np.minimum.accumulate(stops, axis=1)
+    areas = widths * np.arange(1, GRID_MAX + 1)
+    best = np.argmax(areas, axis=1)
+    some = areas.max(axis=1) > 0
+    rows = np.where(some, best + 1, 0)
+    cols = np.where(some, widths[np.arange(len(c)), best], 0)
+    return rows, cols
+
+
+def _crop_all(canvases: np.ndarray, chunk: int = 8192) -> list[np.ndarray]:
+    """Each canvas cropped to its colour grid (0..9, uint8)."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(canvases), chunk):
+        part = np.asarray(canvases[start : start + chunk]).reshape(-1, GRID_MAX, GRID_MAX)
+        rows, cols = crop_sizes(part)
+        out.extend(
+            (part[i, :h, :w] - COLOR_OFFSET).astype(np.uint8)
+            for i, (h, w) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True))
+        )
+    return out
+
+
+def _key(grid: np.ndarray) -> tuple[int, int, bytes]:
+    g = np.ascontiguousarray(grid, dtype=np.uint8)
+    return g.shape[0], g.shape[1], g.tobytes()
+
+
+# ------------------------------------------------------------------------------ predictions
+
+
+def load_predictions(paths: Iterable[str | Path]) -> dict[str, np.ndarray]:
+    """Read prediction files (upstream's `evaluate.py` output, or the `preds` form) and join
+    their rows.
+
+    Each file is a `torch.save`d dict of tensors with `puzzle_identifiers` [N], `inputs`
+    [N, 900], `q_halt_logits` [N] and either `logits` [N, 900, V] or `preds` [N, 900] (argmax
+    taken). Logits are reduced to their argmax as each file is read, so the result holds
+    `puzzle_identifiers` (int64), `inputs` and `preds` (uint8) and `q_halt_logits` (float32).
+    Files are read with `weights_only=True`: tensors only, no pickled code.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise HrmMlirError("reading prediction files needs torch (pip install torch)") from None
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in (*_REQUIRED, "preds")}
+    files = [Path(p) for p in paths]
+    if not files:
+        raise HrmMlirError("no prediction files given")
+    for path in files:
+        if not path.is_file():
+            raise HrmMlirError(f"{path}: no such predictions file")
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as e:  # torch raises pickle, zip and runtime errors alike
+            raise HrmMlirError(
+                f"{path}: not a torch.save'd predictions file: {first_line(e)}"
+            ) from None
+        if not isinstance(raw, dict):
+            raise HrmMlirError(f"{path}: holds a {type(raw).__name__}, expected a dict of tensors")
+        token_key = "preds" if "preds" in raw else "logits"
+        missing = [k for k in (*_REQUIRED, token_key) if k not in raw]
+        if missing:
+            raise HrmMlirError(
+                f"{path}: no {', '.join(missing)} (has {', '.join(sorted(map(str, raw)))}); "
+                "expected upstream evaluate.py's outputs"
+            )
+        tensors = {k: raw[k] for k in (*_REQUIRED, token_key)}
+        for k, v in tensors.items():
+            if not isinstance(v, torch.Tensor):
+                raise HrmMlirError(f"{path}: {k} is a {type(v).__name__}, expected a tensor")
+        if tensors["puzzle_identifiers"].ndim != 1:
+            raise HrmMlirError(
+                f"{path}: puzzle_identifiers has shape "
+                f"{list(tensors['puzzle_identifiers'].shape)}, expected [rows]"
+            )
+        rows = tensors["puzzle_identifiers"].shape[0]
+        for k, v in tensors.items():
+            if v.ndim == 0 or v.shape[0] != rows:
+                raise HrmMlirError(
+                    f"{path}: {k} has shape {list(v.shape)}, but puzzle_identifiers has {rows} rows"
+                )
+        tokens = tensors[token_key]
+        if token_key == "logits":
+            if tokens.ndim != 3:
+                raise HrmMlirError(
+                    f"{path}: logits have shape {list(tokens.shape)}, expected [rows, seq, vocab]"
+                )
+            tokens = tokens.argmax(dim=-1)
+        elif tokens.dtype.is_floating_point:
+            raise HrmMlirError(f"{path}: preds are {tokens.dtype}, expected integer tokens")
+        for k, v in (("inputs", tensors["inputs"]), ("preds", tokens)):
+            if v.ndim != 2 or v.dtype.is_floating_point:
+                raise HrmMlirError(
+                    f"{path}: {k} is {v.dtype} {list(v.shape)}, expected integer [rows, seq]"
+                )
+            if v.numel() and (int(v.min()) < 0 or int(v.max()) > 255):
+                raise HrmMlirError(
+                    f"{path}: {k} hold tokens {int(v.min())}..{int(v.max())}, not ARC's 0..11"
+                )
+            parts[k].append(v.to(torch.uint8).numpy())
+        parts["puzzle_identifiers"].append(tensors["puzzle_identifiers"].to(torch.int64).numpy())
+        parts["q_halt_logits"].append(tensors["q_halt_logits"].float().reshape(rows).numpy())
+    widths = {p.shape[1] for p in parts["inputs"] + parts["preds"]}
+    if len(widths) > 1:
+        raise HrmMlirError(
+            f"{', '.join(map(str, files))}: the files hold rows of different lengths "
+            f"{sorted(widths)}: predictions of different datasets"
+        )
+    return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
+
+
+# ------------------------------------------------------------------------------- the build
+
+
+@dataclass(frozen=True)
+class ArcTest:
+    """One test input of a task and its expected output."""
+
+    input: np.ndarray
+    output: np.ndarray
+
+
+@dataclass(frozen=True)
+class ArcTask:
+    """An original (un-augmented) ARC task of the build: its test inputs in order."""
+
+    name: str
+    tests: tuple[ArcTest, ...]
+
+
+@dataclass(frozen=True)
+class ArcSplit:
+    """What scoring needs of an ARC build: `identifiers.json` and the split's original tasks."""
+
+    directory: Path
+    identifiers: tuple[str, ...]
+    tasks: dict[str, ArcTask]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise HrmMlirError(f"{path}: cannot read: {e.strerror}") from None
+    except ValueError as e:
+        raise HrmMlirError(f"{path}: not JSON: {first_line(e)}") from None
+
+
+def _load_npy(path: Path, mmap: bool) -> np.ndarray:
+    if not path.is_file():
+        raise HrmMlirError(f"{path}: missing (is this an ARC build of build_arc_dataset.py?)")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise HrmMlirError(f"{path}: not a numpy array file: {first_line(e)}") from None
+
+
+def load_arc_split(data_dir: str | Path, split: str = "test") -> ArcSplit:
+    """Read an ARC build of upstream's `build_arc_dataset.py`: `identifiers.json` and, from
+    `<split>/`, `dataset.json` and each set's `<set>__{inputs,labels,puzzle_identifiers,
+    puzzle_indices}.npy`. The tasks are the split's un-augmented puzzles; each of their examples
+    is a test input (its input and label cropped to grids)."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise HrmMlirError(f"{root}: no such dataset directory")
+    ids_path = root / "identifiers.json"
+    if not ids_path.is_file():
+        raise HrmMlirError(f"{ids_path}: missing (an ARC build of build_arc_dataset.py has one)")
+    names = _read_json(ids_path)
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise HrmMlirError(f"{ids_path}: expected a list of puzzle names (index = identifier)")
+    directory = root / split
+    meta_path = directory / "dataset.json"
+    sets = ["all"]
+    if meta_path.is_file():
+        meta = _read_json(meta_path)
+        if not isinstance(meta, dict):
+            raise HrmMlirError(f"{meta_path}: expected upstream's PuzzleDatasetMetadata object")
+        if meta.get("seq_len") != SEQ_LEN or meta.get("vocab_size") != VOCAB_SIZE:
+            raise HrmMlirError(
+                f"{meta_path}: seq_len {meta.get('seq_len')}, vocab_size {meta.get('vocab_size')}"
+                f": not an ARC build (ARC has {SEQ_LEN} and {VOCAB_SIZE})"
+            )
+        table = meta.get("num_puzzle_identifiers")
+        if table != len(names):
+            raise HrmMlirError(
+                f"{ids_path}: {len(names)} names, but {meta_path} has {table} puzzle identifiers "
+                "(the puzzle table): identifiers.json of another build?"
+            )
+        if isinstance(meta.get("sets"), list) and meta["sets"]:
+            sets = [str(s) for s in meta["sets"]]
+    elif not directory.is_dir():
+        raise HrmMlirError(
+            f"{directory}: missing (is {root} a built dataset with a {split} split?)"
+        )
+    parsed: dict[int, tuple[Augmentation, bool]] = {}
+    tasks: dict[str, ArcTask] = {}
+    for set_name in sets:
+        prefix = directory / f"{set_name}__"
+        inputs = _load_npy(Path(f"{prefix}inputs.npy"), mmap=True)
+        labels = _load_npy(Path(f"{prefix}labels.npy"), mmap=True)
+        ids = _load_npy(Path(f"{prefix}puzzle_identifiers.npy"), mmap=False).astype(np.int64)
+        starts = _load_npy(Path(f"{prefix}puzzle_indices.npy"), mmap=False).astype(np.int64)
+        for what, a in (("inputs", inputs), ("labels", labels)):
+            if a.ndim != 2 or a.shape[1] != SEQ_LEN or a.shape[0] != inputs.shape[0]:
+                raise HrmMlirError(
+                    f"{prefix}{what}.npy: shape {list(a.shape)}, expected [{inputs.shape[0]}, "
+                    f"{SEQ_LEN}] (ARC's 30x30 canvas)"
+                )
+        if (
+            ids.ndim != 1
+            or starts.shape != (ids.size + 1,)
+            or starts[0] != 0
+            or starts[-1] != inputs.shape[0]
+            or np.any(np.diff(starts) < 0)
+        ):
+            raise HrmMlirError(
+                f"{prefix}puzzle_indices.npy: expected {ids.size + 1} non-decreasing example "
+                f"offsets from 0 to {inputs.shape[0]}"
+            )
+        if ids.size and (ids.min() < 0 or ids.max() >= len(names)):
+            raise HrmMlirError(
+                f"{prefix}puzzle_identifiers.npy: identifiers {ids.min()}..{ids.max()}, but "
+                f"{ids_path} names 0..{len(names) - 1}"
+            )
+        originals: list[int] = []
+        for p, pid in enumerate(ids.tolist()):
+            if pid not in parsed:
+                try:
+                    parsed[pid] = parse_name(names[pid])
+                except ValueError as e:
+                    raise HrmMlirError(f"{ids_path}: identifier {pid}: {e}") from None
+            if pid != BLANK_IDENTIFIER and not parsed[pid][1]:
+                originals.append(p)
+        rows = np.concatenate(
+            [np.arange(starts[p], starts[p + 1]) for p in originals] or [np.zeros(0, np.int64)]
+        )
+        grids_in = _crop_all(np.asarray(inputs[rows]))
+        grids_out = _crop_all(np.asarray(labels[rows]))
+        at = 0
+        for p in originals:
+            name = names[int(ids[p])]
+            n = int(starts[p + 1] - starts[p])
+            where = f"{prefix}inputs.npy: puzzle {name!r}"
+            if name in tasks:
+                raise HrmMlirError(f"{where}: appears twice in the {split} split")
+            tests = []
+            for k in range(n):
+                if grids_in[at + k].size == 0:
+                    raise HrmMlirError(f"{where} test {k}: the input holds no colour grid")
+                if grids_out[at + k].size == 0:
+                    raise HrmMlirError(
+                        f"{prefix}labels.npy: puzzle {name!r} test {k}: no expected output grid"
+                    )
+                tests.append(ArcTest(grids_in[at + k], grids_out[at + k]))
+            at += n
+            tasks[name] = ArcTask(name, tuple(tests))
+    if not tasks:
+        raise HrmMlirError(
+            f"{directory}: no un-augmented ARC puzzles in the {split} split (names in {ids_path})"
+        )
+    return ArcSplit(root, tuple(names), tasks)
+
+
+# ----------------------------------------------------------------------------------- scoring
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A distinct (un-augmented) predicted grid of a test input with its votes."""
+
+    grid: np.ndarray
+    votes: int
+    mean_q: float  # mean sigmoid(q_halt_logits) over the rows that voted for it
+    correct: bool
+
+
+@dataclass(frozen=True)
+class InputResult:
+    """One test input: its candidates best first, and the 1-based rank of the right one."""
+
+    input: np.ndarray
+    expected: np.ndarray
+    candidates: tuple[Candidate, ...]
+
+    @property
+    def rank(self) -> int | None:
+        return next((i + 1 for i, c in enumerate(self.candidates) if c.correct), None)
+
+    def right_at(self, k: int) -> bool:
+        r = self.rank
+        return r is not None and r <= k
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    name: str
+    tests: tuple[InputResult, ...]
+    rows: int  # prediction rows that voted on this task
+
+    def solved_at(self, k: int) -> bool:
+        """All test inputs right at k (a task without rows never is)."""
+        return self.rows > 0 and all(t.right_at(k) for t in self.tests)
+
+
+@dataclass(frozen=True)
+class ArcScore:
+    pass_at: dict[int, float]  # fraction of the tasks with rows solved at k
+    puzzles: int  # tasks with prediction rows (pass@k's denominator)
+    tasks: tuple[TaskResult, ...]  # every task of the split, in the build's order
+    rows: int  # rows that voted
+    blank_rows: int  # rows with identifier 0, dropped
+
+    @property
+    def unpredicted(self) -> list[str]:
+        """Tasks of the split that no prediction row is for (not in pass@k)."""
+        return [t.name for t in self.tasks if t.rows == 0]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **{f"pass@{k}": v for k, v in self.pass_at.items()},
+            "puzzles": self.puzzles,
+            "unpredicted_puzzles": len(self.unpredicted),
+            "rows": self.rows,
+            "blank_rows": self.blank_rows,
+        }
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
+def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
+    out = sorted(set(ks))
+    if not out or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in out):
+        raise HrmMlirError(f"pass@k: k must be positive integers, got {list(ks)}")
+    return tuple(out)
+
+
+def score(
+    predictions: Mapping[str, np.ndarray],
+    identifiers: Sequence[str],
+    test_puzzles: Mapping[str, ArcTask],
+    ks: Iterable[int] = DEFAULT_KS,
+    *,
+    source: str = "predictions",
+) -> ArcScore:
+    """pass@k of prediction rows against the build's tasks (see the module docstring).
+
+    `predictions` holds `puzzle_identifiers`, `inputs`, `q_halt_logits` and `preds` (or
+    `logits`); `identifiers` is `identifiers.json`; `source` names the predictions in errors.
+    """
+    ks = _check_ks(ks)
+    missing = [k for k in _REQUIRED if k not in predictions]
+    if "preds" not in predictions and "logits" not in predictions:
+        missing.append("preds (or logits)")
+    if missing:
+        raise HrmMlirError(f"{source}: no {', '.join(missing)}")
+    ids = np.asarray(predictions["puzzle_identifiers"]).astype(np.int64).reshape(-1)
+    inputs = np.asarray(predictions["inputs"])
+    if "preds" in predictions:
+        tokens = np.asarray(predictions["preds"])
+    else:
+        logits = np.asarray(predictions["logits"])
+        if logits.ndim != 3 or logits.shape[-1] != VOCAB_SIZE:
+            raise HrmMlirError(
+                f"{source}: logits have shape {list(logits.shape)}, expected [rows, {SEQ_LEN}, "
+                f"{VOCAB_SIZE}]: predictions of another dataset?"
+            )
+        tokens = logits.argmax(axis=-1)
+    q = np.asarray(predictions["q_halt_logits"]).reshape(-1)
+    n = ids.size
+    for what, a in (("inputs", inputs), ("preds", tokens)):
+        if a.ndim != 2 or a.shape[0] != n or a.shape[1] != SEQ_LEN:
+            raise HrmMlirError(
+                f"{source}: {what} have shape {list(a.shape)}, expected [{n}, {SEQ_LEN}] "
+                "(ARC's 30x30 canvas): predictions of another dataset?"
+            )
+        if a.size and (a.min() < 0 or a.max() >= VOCAB_SIZE):
+            raise HrmMlirError(
+                f"{source}: {what} hold tokens {a.min()}..{a.max()}, ARC's are 0..{VOCAB_SIZE - 1}"
+                ": predictions of another dataset?"
+            )
+    if q.shape != (n,):
+        raise HrmMlirError(f"{source}: {q.size} q_halt_logits for {n} rows")
+    keep = np.flatnonzero(ids != BLANK_IDENTIFIER)
+    blank = n - keep.size
+    if keep.size and (ids[keep].min() < 0 or ids[keep].max() >= len(identifiers)):
+        bad = int(ids[keep][(ids[keep] < 0) | (ids[keep] >= len(identifiers))][0])
+        raise HrmMlirError(
+            f"{source}: puzzle identifier {bad}, but identifiers.json names "
+            f"0..{len(identifiers) - 1}: predictions of another build?"
+        )
+    qs = _sigmoid(q[keep])
+    crops_in = _crop_all(inputs[keep])
+    crops_out = _crop_all(tokens[keep])
+
+    lookup: dict[str, dict[tuple[int, int, bytes], list[int]]] = {}
+    for task in test_puzzles.values():
+        by_input: dict[tuple[int, int, bytes], list[int]] = {}
+        for i, t in enumerate(task.tests):
+            by_input.setdefault(_key(t.input), []).append(i)
+        lookup[task.name] = by_input
+    # votes[task][test] : prediction key -> [votes, sum of q, grid], in first-seen order
+    votes: dict[str, list[dict[tuple[int, int, bytes], list[Any]]]] = {
+        name: [{} for _ in task.tests] for name, task in test_puzzles.items()
+    }
+    rows_of: dict[str, int] = dict.fromkeys(test_puzzles, 0)
+    parsed: dict[int, Augmentation] = {}
+    for j, row in enumerate(keep.tolist()):
+        pid = int(ids[row])
+        aug = parsed.get(pid)
+        if aug is None:
+            try:
+                aug = parsed[pid] = parse_name(str(identifiers[pid]))[0]
+            except ValueError as e:
+                raise HrmMlirError(f"identifiers.json: identifier {pid}: {e}") from None
+        where = f"{source}: row {row} (identifier {pid}, {identifiers[pid]!r})"
+        if aug.task not in lookup:
+            raise HrmMlirError(
+                f"{where}: task {aug.task!r} is not in the data's test split: "
+                "predictions of another dataset or build?"
+            )
+        if crops_in[j].size == 0:
+            raise HrmMlirError(f"{where}: the input holds no colour grid")
+        tests = lookup[aug.task].get(_key(aug.undo(crops_in[j])))
+        if tests is None:
+            raise HrmMlirError(
+                f"{where}: its input, un-augmented, is none of the task's test inputs: "
+                "predictions of another build?"
+            )
+        rows_of[aug.task] += 1
+        grid = aug.undo(crops_out[j])
+        pk = _key(grid)
+        for i in tests:
+            entry = votes[aug.task][i].setdefault(pk, [0, 0.0, grid])
+            entry[0] += 1
+            entry[1] += float(qs[j])
+    if not any(rows_of.values()):
+        raise HrmMlirError(f"{source}: no rows for any task ({blank} blank rows of {n})")
+
+    results = []
+    for name, task in test_puzzles.items():
+        inputs_of: list[InputResult] = []
+        for i, t in enumerate(task.tests):
+            want = _key(t.output)
+            ranked = sorted(
+                votes[name][i].items(), key=lambda kv: (-kv[1][0], -kv[1][1] / kv[1][0])
+            )
+            cands = tuple(
+                Candidate(np.asarray(g, dtype=np.uint8), c, s / c, key == want)
+                for key, (c, s, g) in ranked
+            )
+            inputs_of.append(InputResult(t.input, t.output, cands))
+        results.append(TaskResult(name, tuple(inputs_of), rows_of[name]))
+    scored = [r for r in results if r.rows]
+    pass_at = {k: sum(r.solved_at(k) for r in scored) / len(scored) for k in ks}
+    return ArcScore(pass_at, len(scored), tuple(results), int(keep.size), int(blank))
+
+
+# -------------------------------------------------------------------------------- submission
+
+
+def _grid_json(grid: np.ndarray | None) -> list[list[int]]:
+    if grid is None or grid.size == 0:
+        return [[0]]  # Kaggle needs a grid; an empty or missing prediction is scored wrong
+    return [[int(v) for v in row] for row in grid]
+
+
+def submission(result: ArcScore) -> dict[str, list[dict[str, list[list[int]]]]]:
+    """The ARC Prize (Kaggle) `submission.json`: per task, one {attempt_1, attempt_2} per test
+    input, the two best-voted candidates (the first again when there is one; [[0]] when none)."""
+    out: dict[str, list[dict[str, list[list[int]]]]] = {}
+    for task in result.tasks:
+        entries = []
+        for t in task.tests:
+            first = t.candidates[0].grid if t.candidates else None
+            second = t.candidates[1].grid if len(t.candidates) > 1 else first
+            entries.append({"attempt_1": _grid_json(first), "attempt_2": _grid_json(second)})
+        out[task.name] = entries
+    return out
+
+
+def write_submission(result: ArcScore, path: str | Path) -> Path:
+    """Write `submission(result)` as JSON, atomically."""
+    return write_atomic(path, json.dumps(submission(result)).encode())
+
+
+# -------------------------------------------------------------------------------------- plot
+
+
+def plot_tasks(
+    result: ArcScore, path: str | Path, limit: int = 4, names: Sequence[str] | None = None
+) -> Path:
+    """A PNG of `limit` tasks with rows (`names`, default the first tasks with prediction rows):
+    one row per test input with its input, top prediction and expected output."""
+    try:
+        from matplotlib.colors import ListedColormap
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise HrmMlirError(
+            "plotting ARC tasks needs matplotlib (pip install matplotlib, or hrm-mlir[bench])"
+        ) from None
+    by_name = {t.name: t for t in result.tasks}
+    if names is None:
+        chosen = [t for t in result.tasks if t.rows][:limit]
+    else:
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise HrmMlirError(f"{path}: no task {unknown[0]!r} in the score to plot")
+        chosen = [by_name[n] for n in names][:limit]
+    rows = [(task, i, t) for task in chosen for i, t in enumerate(task.tests)]
+    if not rows:
+        raise HrmMlirError(f"{path}: no tasks to plot")
+    cmap = ListedColormap(list(ARC_PALETTE))
+    fig = Figure(figsize=(9, 3 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    for r, (task, i, t) in enumerate(rows):
+        top = t.candidates[0] if t.candidates else None
+        label = f"{task.name}" + (f" #{i}" if len(task.tests) > 1 else "")
+        if top is None:
+            verdict = "no prediction"
+        else:
+            mark = "right" if top.correct else "wrong"
+            verdict = f"top prediction, {mark}\n{top.votes} votes, mean q {top.mean_q:.2f}"
+        panels = (
+            (t.input, f"{label}\ninput"),
+            (None if top is None else top.grid, verdict),
+            (t.expected, "expected output"),
+        )
+        for ax, (grid, title) in zip(axes[r], panels, strict=True):
+            ax.set_title(title, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if grid is None or grid.size == 0:
+                ax.text(0.5, 0.5, "(empty)", ha="center", va="center", transform=ax.transAxes)
+                continue
+            h, w = grid.shape
+            ax.imshow(grid, cmap=cmap, vmin=0, vmax=NUM_COLORS - 1, interpolation="nearest")
+            ax.set_xticks(np.arange(-0.5, w, 1), minor=True)
+            ax.set_yticks(np.arange(-0.5, h, 1), minor=True)
+            ax.grid(which="minor", color="#555555", linewidth=0.5)
+            ax.tick_params(which="both", length=0)
+    return write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=80))
+
+
+def pass_at_text(result: ArcScore) -> str:
+    """One line: `pass@1 40.00%  pass@2 ...  (N puzzles)`."""
+    parts = [f"pass@{k} {100 * v:.2f}%" for k, v in result.pass_at.items()]
+    extra = f", {len(result.unpredicted)} without predictions" if result.unpredicted else ""
+    return "  ".join(parts) + f"  ({result.puzzles} puzzles{extra})"
+
+
+__all__ = [
+    "ARC_PALETTE",
+    "DEFAULT_KS",
+    "DIHEDRAL_INVERSE",
+    "ArcScore",
+    "ArcSplit",
+    "ArcTask",
+    "ArcTest",
+    "Augmentation",
+    "Candidate",
+    "InputResult",
+    "TaskResult",
+    "crop_sizes",
+    "dihedral_transform",
+    "inverse_dihedral_transform",
+    "load_arc_split",
+    "load_predictions",
+    "parse_name",
+    "pass_at_text",
+    "plot_tasks",
+    "score",
+    "submission",
+    "write_submission",
+]
