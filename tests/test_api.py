@@ -67,3 +67,19 @@ def test_run_solves_the_bundled_puzzles():
     assert solved.agreement is not None
     assert solved.agreement["answers"] == len(solved.solutions)
     assert np.isfinite(solved.agreement["max_q_halt_diff"])
+
+
+def test_run_checks_the_puzzles_before_it_compiles(tmp_path: Path, monkeypatch):
+    """A 9x9 Sudoku for the 6x6 model, or a missing file: one line, and no compile started."""
+    from hrm_mlir.runner import CompiledACT
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled before the puzzles were checked")
+
+    monkeypatch.setattr(CompiledACT, "from_checkpoint", no_compile)
+    nine = tmp_path / "nine_by_nine.txt"
+    nine.write_text("." * 81 + "\n")
+    with pytest.raises(HrmMlirError, match="seq_len is 36"):
+        hrm_mlir.run(EXAMPLE, nine)
+    with pytest.raises(HrmMlirError, match=r"missing\.txt"):
+        hrm_mlir.run(EXAMPLE, tmp_path / "missing.txt")

@@ -29,6 +29,7 @@ from hrm_mlir.core.types import DType, Entry, OutputType
 if TYPE_CHECKING:
     from hrm_mlir.compiler.options import CompileOptions
     from hrm_mlir.evaluation.arc import ArcScore
+    from hrm_mlir.evaluation.distributed import ShardedRun
     from hrm_mlir.evaluation.engine import Evaluation
     from hrm_mlir.exporter.module import ExportedModule
     from hrm_mlir.exporter.params import Params
@@ -304,8 +305,7 @@ def run(
     """
     from hrm_mlir.checkpoint.load import load_checkpoint
     from hrm_mlir.exporter.params import Params
-    from hrm_mlir.puzzles import load_puzzles
-    from hrm_mlir.runner import CompiledACT, assign_identifiers, pytorch_agreement, solve
+    from hrm_mlir.runner import CompiledACT, pytorch_agreement, solve
 
     start = time.perf_counter()
     ck = None
@@ -321,6 +321,8 @@ def run(
             raise HrmMlirError("--params FILE goes with a .vmfb; for a checkpoint use "
                                "--params inline|external")  # fmt: skip
         ck = load_checkpoint(model, seq_len=seq_len)
+        # the puzzles are read and checked against the checkpoint before the slow compile
+        loaded = _puzzles(puzzles, family, ck.config, identifiers)
         dtype = DType.parse(dtype)
         if progress is not None:
             shown = "dynamic" if batch_size is None else batch_size
@@ -335,9 +337,8 @@ def run(
         what = f"{ck.weights_path} (compiled here, {dtype})"
     cfg = compiled.config
     steps = max_steps or cfg.halt_max_steps
-    loaded = load_puzzles(puzzles, family, cfg.seq_len)
-    if identifiers is not None:
-        loaded = assign_identifiers(loaded, identifiers, cfg.num_puzzle_identifiers)
+    if Path(model).suffix == ".vmfb":  # a checkpoint's were read before its compile
+        loaded = _puzzles(puzzles, family, cfg, identifiers)
     solutions = solve(compiled, loaded, max_steps=steps, q_halt=q_halt)
     result = Run(what, cfg, loaded, solutions, steps, q_halt, time.perf_counter() - start)
     if compare_pytorch:
@@ -345,6 +346,18 @@ def run(
             raise HrmMlirError("--compare-pytorch with a .vmfb needs --checkpoint DIR")
         result.agreement = pytorch_agreement(ck, compiled, loaded, solutions, steps, q_halt)
     return result
+
+
+def _puzzles(path, family, config: HRMConfig, identifiers) -> list[Puzzle]:
+    """The puzzles of a file, checked against the model's seq_len (and given their ARC
+    embedding rows from `identifiers`)."""
+    from hrm_mlir.puzzles import load_puzzles
+    from hrm_mlir.runner import assign_identifiers
+
+    loaded = load_puzzles(path, family, config.seq_len)
+    if identifiers is not None:
+        loaded = assign_identifiers(loaded, identifiers, config.num_puzzle_identifiers)
+    return loaded
 
 
 @dataclass
@@ -357,12 +370,16 @@ class Evaluated:
     result: Evaluation
     predictions: Path | None = None
     arc: ArcScore | None = None  # an ARC build's pass@k by augmentation voting
+    engine: str = "local"  # "ray": sharded over Ray actors
+    sharded: ShardedRun | None = None  # with engine "ray": the shards, workers, retries
 
     def as_dict(self) -> dict:
         saved = None if self.predictions is None else str(self.predictions)
         head = {"model": self.what, "data": str(self.data), "split": self.split}
         arc = None if self.arc is None else self.arc.summary()
-        return {**head, **self.result.as_dict(), "predictions": saved, "arc": arc}
+        ray = None if self.sharded is None else self.sharded.as_dict()
+        return {**head, **self.result.as_dict(), "predictions": saved, "arc": arc,
+                "engine": self.engine, "ray": ray}  # fmt: skip
 
 
 def evaluate(
@@ -385,6 +402,12 @@ def evaluate(
     options: CompileOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
     status: Callable[[str], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    shards: int | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
 ) -> Evaluated:
     """Evaluate a checkpoint (its `@act` compiled here, at `batch_size`) or an `@act` .vmfb on
     a split of upstream's built dataset, with upstream's metrics (`hrm_mlir.evaluation`).
@@ -399,9 +422,17 @@ def evaluate(
     submission.json and a PNG of a few tasks. `continuous` (default: with `q_halt` on the
     compiled model): a row that halts frees its slot for the next example at once
     (`hrm_mlir.evaluation.continuous`); False keeps whole batches until their last row halts.
+
+    `engine="ray"` shards the split over Ray actors (`hrm_mlir.evaluation.distributed`), the
+    compiled model only: `out` (required) the directory of the shards' results, `resume` keeps
+    those of this same run found there and runs the rest, `address` the Ray cluster (default:
+    `RAY_ADDRESS`, else a local Ray), `workers` the actors, one CPU each (default: the
+    cluster's CPUs), `shards` (default: 4 per worker); the result is the local engine's, its
+    metrics to the bit. `progress` then comes after each shard.
     """
     from hrm_mlir.checkpoint.load import load_checkpoint
     from hrm_mlir.evaluation.dataset import load_split
+    from hrm_mlir.evaluation.distributed import Artifact, evaluate_on_ray, require_ray
     from hrm_mlir.evaluation.engine import (
         CompiledRunner,
         PyTorchRunner,
@@ -418,19 +449,41 @@ def evaluate(
         raise HrmMlirError(f"predictions keep logits or preds, got {keep!r}")
     if batch_size < 1:
         raise HrmMlirError(f"--batch_size must be >= 1, got {batch_size}")
+    if engine not in ("local", "ray"):
+        raise HrmMlirError(f"--engine: expected local or ray, got {engine!r}")
+    on_ray = engine == "ray"
+    if not on_ray:
+        ray_only = {"--address": address, "--workers": workers, "--shards": shards,
+                    "--out": out, "--resume": resume or None}  # fmt: skip
+        given = [name for name, value in ray_only.items() if value is not None]
+        if given:
+            raise HrmMlirError(f"{', '.join(given)}: only with --engine ray")
+    else:
+        if runtime == "pytorch":
+            raise HrmMlirError("--engine ray runs the compiled @act: not with --runtime pytorch")
+        if out is None:
+            raise HrmMlirError("--engine ray writes each shard's results to a directory: give "
+                               "--out DIR")  # fmt: skip
+        require_ray()
     data_split = load_split(data, split)
     arc_split = _arc_split(data, split, data_split)
     if arc_split is None and (submission is not None or plot is not None):
         raise HrmMlirError(f"{data}: not an ARC build; --submission and --plot need one")
     archive = params if isinstance(params, Path) else None
-    runner: Runner
+    runner: Runner | None = None
+    artifact: Artifact | Callable[[], Artifact] | None = None
     if Path(model).suffix == ".vmfb":
         if runtime == "pytorch":
             raise HrmMlirError("--runtime pytorch needs a checkpoint, not a .vmfb")
-        compiled = CompiledACT.from_vmfb(model, parameters=archive)
-        config, what = compiled.config, str(model)
+        if on_ray:
+            artifact = Artifact.from_vmfb(model, parameters=archive)
+            config = artifact.config
+        else:
+            compiled = CompiledACT.from_vmfb(model, parameters=archive)
+            config = compiled.config
+            runner = CompiledRunner(compiled)
+        what = str(model)
         _check(data_split, config, what)
-        runner = CompiledRunner(compiled)
     else:
         if archive is not None:
             raise HrmMlirError("--params FILE goes with a .vmfb; for a checkpoint use "
@@ -444,36 +497,52 @@ def evaluate(
             what = f"{ck.weights_path} (PyTorch, {dtype})"
         else:
             rows = min(batch_size, max(data_split.examples if limit is None else limit, 1))
-            if status is not None:
-                status(f"compiling @act for this CPU ({dtype}, batch {rows}) ...")
-            compiled = CompiledACT.from_checkpoint(
-                ck,
-                dtype=dtype,
-                batch_size=rows,
-                compile_options=options,
-                params=None if params is None else Params.parse(str(params)),
-            )
-            runner = CompiledRunner(compiled)
+            mode = None if params is None else Params.parse(str(params))
+            compiling = f"compiling @act for this CPU ({dtype}, batch {rows}) ..."
+            if on_ray:
+                batch_size = rows  # the batch it will have, for the checks before the compile
+
+                def artifact() -> Artifact:  # after the checks of --out and --resume
+                    if status is not None:
+                        status(compiling)
+                    return Artifact.from_checkpoint(
+                        ck, dtype=dtype, batch_size=rows, options=options, params=mode
+                    )
+            else:
+                if status is not None:
+                    status(compiling)
+                compiled = CompiledACT.from_checkpoint(
+                    ck, dtype=dtype, batch_size=rows, compile_options=options, params=mode
+                )
+                runner = CompiledRunner(compiled)
             what = f"{ck.weights_path} (compiled here, {dtype})"
     keep_as = keep if predictions is not None else None
     if keep_as is None and arc_split is not None:
         keep_as = "preds"  # the votes need the argmax only
-    result = evaluate_split(
-        runner,
-        data_split,
-        max_steps=max_steps or config.halt_max_steps,
-        q_halt=q_halt,
-        batch_size=batch_size,
-        limit=limit,
-        keep=keep_as,
-        continuous=(q_halt and runtime == "iree") if continuous is None else continuous,
-        progress=progress,
-    )
+    sharded = None
+    common: dict[str, Any] = {
+        "max_steps": max_steps or config.halt_max_steps,
+        "q_halt": q_halt,
+        "batch_size": batch_size,
+        "limit": limit,
+        "keep": keep_as,
+        "continuous": (q_halt and runtime == "iree") if continuous is None else continuous,
+        "progress": progress,
+    }
+    if artifact is not None:
+        assert out is not None
+        result, sharded = evaluate_on_ray(
+            artifact, data_split, out=out, resume=resume, address=address, workers=workers,
+            shards=shards, status=status, **common,
+        )  # fmt: skip
+    else:
+        assert runner is not None
+        result = evaluate_split(runner, data_split, **common)
     saved = None if predictions is None else save_predictions(result.predictions, predictions)
     scored = None
     if arc_split is not None:
         scored = _score_arc(result.predictions, arc_split, str(model), submission, plot)
-    return Evaluated(what, Path(data), split, result, saved, scored)
+    return Evaluated(what, Path(data), split, result, saved, scored, engine, sharded)
 
 
 def score_predictions(

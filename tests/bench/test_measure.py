@@ -96,3 +96,15 @@ def test_a_missing_openvino_is_skipped_without_exporting(monkeypatch, capsys):
     runners = bench._runners(model, 1, ["eager", "openvino"], 1, CompileOptions(), None, None, [])
     assert list(runners) == ["eager"]
     assert "openvino is not installed" in capsys.readouterr().out
+
+
+def test_an_unknown_runtime_is_refused_before_anything_loads(tmp_path, capsys):
+    """A typo would time nothing after minutes of compiling; the checkpoint path is not even
+    read (it does not exist)."""
+    from hrm_mlir.cli import main
+
+    missing = tmp_path / "no-checkpoint"
+    assert main(["bench", str(missing), "--runtimes", "eager,onnxrt"]) == 2
+    err = capsys.readouterr().err
+    assert "--runtimes: unknown onnxrt; known: eager,compile,onnx,openvino,iree" in err
+    assert str(missing) not in err

@@ -124,3 +124,36 @@ def test_python_dash_m_entry_point(tiny_checkpoint: Path):
     result = _run("-m", "hrm_mlir", "info", str(tiny_checkpoint), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["config"]["seq_len"] == 16
+
+
+def _stderr_on_a_terminal(*argv: str) -> bytes:
+    """What `hrm-mlir ARGV` writes to stderr when stderr is a terminal (a pseudo-terminal)."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    subprocess.run([sys.executable, "-m", "hrm_mlir", *argv], stdout=subprocess.DEVNULL,
+                   stderr=slave, timeout=300, check=True)  # fmt: skip
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's other end is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return b"".join(chunks)
+
+
+def test_progress_shows_on_a_terminal_only_and_quiet_hides_it(tiny_checkpoint: Path, tmp_path):
+    out = str(tmp_path / "step.mlir")
+    shown = _stderr_on_a_terminal("export", str(tiny_checkpoint), "-o", out)
+    assert b"exporting" in shown
+    assert b"exporting" not in _stderr_on_a_terminal("--quiet", "export", str(tiny_checkpoint),
+                                                     "-o", out)  # fmt: skip
+    piped = subprocess.run([sys.executable, "-m", "hrm_mlir", "export", str(tiny_checkpoint),
+                            "-o", out], capture_output=True, check=True, timeout=300)  # fmt: skip
+    assert b"exporting" not in piped.stderr

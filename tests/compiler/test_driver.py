@@ -4,6 +4,7 @@ against the reference export records, and the target recorded in the artifact.""
 from __future__ import annotations
 
 import itertools
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -220,3 +221,22 @@ def test_the_self_check_judges_the_loop_by_the_loop_tolerance():
     assert run_cases(rounding, [case("act")]) is None
     assert "logits rel-L2" in (run_cases(rounding, [case("step")]) or "")
     assert "logits rel-L2" in (run_cases(wrong, [case("act")]) or "")
+
+
+def test_the_reproduce_command_runs_as_printed(tmp_path: Path):
+    """Pasted into a shell, the command a failed compile prints fails the same way, on the kept
+    input (a directory with a space in its name: the words are quoted)."""
+    work = tmp_path / "my models"
+    work.mkdir()
+    bad = work / "bad.mlir"
+    bad.write_text(
+        "func.func @step(%a: tensor<2xf32>) -> tensor<3xf32> { return %a : tensor<2xf32> }"
+    )
+    with pytest.raises(CompileError) as e:
+        compile_module(bad, work / "bad.vmfb", CompileOptions(tuned=False, gemm_kernels=False))
+    message = str(e.value)
+    command = message.split("reproduce: ", 1)[1].removesuffix(")")
+    assert "iree-compile" in command.split()[0] and "bad.vmfb.failed-input.mlir" in command
+    run = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "error:" in run.stderr and "tensor<3xf32>" in run.stderr, run.stderr[-2000:]

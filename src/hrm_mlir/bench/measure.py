@@ -38,7 +38,7 @@ import torch
 from hrm_mlir.checkpoint.load import Checkpoint
 from hrm_mlir.compiler.driver import compile_and_load
 from hrm_mlir.compiler.options import CompileOptions
-from hrm_mlir.core.errors import first_line
+from hrm_mlir.core.errors import HrmMlirError, first_line
 from hrm_mlir.core.types import DType, OutputType
 from hrm_mlir.exporter.abi import STEP_OUTPUTS
 from hrm_mlir.exporter.module import ExportOptions
@@ -220,6 +220,20 @@ def iree_variants(options: CompileOptions) -> dict[str, CompileOptions]:
     }
 
 
+PEERS = ("eager", "compile", "onnx", "openvino")
+
+
+def check_runtimes(runtimes: list[str]) -> None:
+    """Refuse an unknown runtime name before anything slow starts (a typo would otherwise
+    time nothing)."""
+    known = [*PEERS, *iree_variants(CompileOptions()), "iree-dynamic"]
+    unknown = [r for r in runtimes if r not in known]
+    if unknown or not runtimes:
+        raise HrmMlirError(
+            f"--runtimes: unknown {', '.join(unknown) or '(none given)'}; known: {','.join(known)}"
+        )
+
+
 def _dynamic_module(
     model: HRM, options: CompileOptions, params: Params | None, notes: list[str]
 ) -> CompiledModule:
@@ -336,6 +350,7 @@ def bench(
 
     `params` chooses inline or external weights for the IREE artifacts (None: by size).
     """
+    check_runtimes(runtimes)
     torch.set_num_threads(threads)
     from iree.runtime import flags
 

@@ -20,6 +20,7 @@ import torch
 import yaml
 from pydantic import ValidationError
 
+from hrm_mlir.checkpoint.hub import fetch, is_hub_id
 from hrm_mlir.core.errors import CheckpointError, first_line
 from hrm_mlir.core.types import DType
 from hrm_mlir.models.config import HRMConfig
@@ -51,6 +52,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     seq_len_source: str
     notes: list[str] = field(default_factory=list)
+    source: str | None = None  # a Hub checkpoint: "hf://OWNER/NAME at revision <commit>"
 
     def build_model(self, dtype: DType | str | None = None) -> HRM:
         """The PyTorch model in eval mode, computing in `dtype` (default: `forward_dtype`)."""
@@ -88,7 +90,8 @@ def load_checkpoint(
     """Load and validate a checkpoint directory (or a weights file with the YAML beside it).
 
     Args:
-        path: the checkpoint directory, or its weights file.
+        path: the checkpoint directory, or its weights file, or a Hugging Face Hub id
+            `hf://OWNER/NAME[@REVISION][/SUBDIR]` (`hrm_mlir.checkpoint.hub`).
         seq_len: puzzle length; needed only when neither the weights (learned positions) nor the
             dataset's `train/dataset.json` give it.
         seq_len_fallback: the puzzle length where nothing else gives it, and no override
@@ -98,8 +101,12 @@ def load_checkpoint(
     Raises:
         CheckpointError: with one message naming the file and every problem found.
     """
-    path = Path(path)
     notes: list[str] = []
+    source = None
+    if is_hub_id(path):  # hf://OWNER/NAME[@REVISION]: the Hub cache's snapshot
+        hub = fetch(str(path))
+        path, source = hub.path, hub.describe()
+    path = Path(path)
     config_path = _config_path(path)
     raw = _read_yaml(config_path)
     arch = _arch_section(raw, config_path)
@@ -111,7 +118,9 @@ def load_checkpoint(
         "vocab_size": _dim(state, _VOCAB_KEY, 0, weights_path),
         "num_puzzle_identifiers": _dim(state, _PUZZLE_KEY, 0, weights_path) if puzzle_dim else 0,
     }
-    seq, source = _infer_seq_len(arch, raw, state, config_path, seq_len, notes, seq_len_fallback)
+    seq, seq_source = _infer_seq_len(
+        arch, raw, state, config_path, seq_len, notes, seq_len_fallback
+    )
     dims["seq_len"] = seq
     try:
         config = HRMConfig(**{**arch, **dims})
@@ -123,7 +132,7 @@ def load_checkpoint(
         )
         raise CheckpointError(f"{config_path}: invalid arch config: {problems}") from None
     _validate_state(state, config, weights_path)
-    return Checkpoint(config_path, weights_path, config, state, source, notes)
+    return Checkpoint(config_path, weights_path, config, state, seq_source, notes, source)
 
 
 def _config_path(path: Path) -> Path:

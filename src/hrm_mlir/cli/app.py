@@ -12,11 +12,30 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hrm_mlir.cli import bench, compile, evaluate, export, info, run, verify
+from hrm_mlir.cli import bench, common, compile, doctor, evaluate, export, info, run, verify
 from hrm_mlir.cli.common import EXIT_USER_ERROR
 from hrm_mlir.core.errors import HrmMlirError
 
-VERBS = (info, export, compile, verify, run, evaluate, bench)  # in the order `--help` lists them
+VERBS = (
+    info,
+    export,
+    compile,
+    verify,
+    run,
+    evaluate,
+    bench,
+    doctor,
+)  # in the order `--help` lists them
+
+
+class _Version(argparse.Action):
+    """`--version`, computed only when asked (it reads the installed packages' metadata)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from hrm_mlir.runtime.host import version_line
+
+        print(version_line())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export, compile, run and verify HRM checkpoints with torch-mlir and IREE.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks (default: off)")
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="print the versions in one line and exit"
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress display on the terminal (default: shown on a terminal only)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for verb in VERBS:
         verb.add_parser(subparsers)
@@ -35,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the `hrm-mlir` command line on `argv`; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    common.QUIET = args.quiet
     try:
         return int(args.func(args))
     except HrmMlirError as e:

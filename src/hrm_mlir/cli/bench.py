@@ -9,21 +9,24 @@ from pathlib import Path
 from rich.table import Table
 
 from hrm_mlir.cli.common import (
+    CHECKPOINT_HELP,
     PARAMS_DEFAULT,
     add_compile_options,
     add_seq_len_option,
+    checkpoint_arg,
     compile_options,
     out,
     params_mode,
     positive,
     print_notes,
+    stage,
 )
 from hrm_mlir.core.errors import HrmMlirError
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("bench", help="time eager, torch.compile, ONNX Runtime and IREE")
-    p.add_argument("checkpoint", type=Path, help="checkpoint directory or weights file")
+    p.add_argument("checkpoint", type=checkpoint_arg, help=CHECKPOINT_HELP)
     add_seq_len_option(p)
     p.add_argument(
         "--batch_sizes", "--batch-sizes", default="1,16", help="comma list (default: 1,16)"
@@ -77,25 +80,27 @@ def run(args: argparse.Namespace) -> int:
     from hrm_mlir.bench import measure as bench
     from hrm_mlir.checkpoint.load import load_checkpoint
 
-    ck = load_checkpoint(args.checkpoint, seq_len=args.seq_len)
+    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    bench.check_runtimes(runtimes)  # before the checkpoint loads and anything compiles
     try:
         batches = [int(b) for b in args.batch_sizes.split(",")]
     except ValueError:
         raise HrmMlirError(
             f"--batch_sizes: expected a comma list of integers, got {args.batch_sizes!r}"
         ) from None
-    runtimes = [r.strip() for r in args.runtimes.split(",")]
-    report = bench.bench(
-        ck,
-        batch_sizes=batches,
-        runtimes=runtimes,
-        threads=args.threads,
-        iterations=args.iterations,
-        warmup=args.warmup,
-        act_steps=args.act_steps,
-        compile_options=compile_options(args),
-        params=args.params,
-    )
+    ck = load_checkpoint(args.checkpoint, seq_len=args.seq_len)
+    with stage(f"timing {len(runtimes)} runtimes at batch {args.batch_sizes}"):
+        report = bench.bench(
+            ck,
+            batch_sizes=batches,
+            runtimes=runtimes,
+            threads=args.threads,
+            iterations=args.iterations,
+            warmup=args.warmup,
+            act_steps=args.act_steps,
+            compile_options=compile_options(args),
+            params=args.params,
+        )
     if args.phases:
         with tempfile.TemporaryDirectory() as tmp:
             report.phases = bench.measure_phases(ck.weights_path, args.seq_len, Path(tmp))

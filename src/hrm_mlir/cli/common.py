@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -41,6 +42,33 @@ def positive(value: str) -> int:
 def batch(value: str) -> int | None:
     """A positive batch size, or `dynamic` (None): a symbolic batch dimension."""
     return None if value == "dynamic" else positive(value)
+
+
+QUIET = False  # `--quiet`: no progress display
+
+
+@contextlib.contextmanager
+def stage(text: str) -> Iterator[None]:
+    """A spinner with `text` and the elapsed time on stderr while a slow step runs: only on a
+    terminal and without `--quiet`, so piped output (logs, CI, tests) stays clean."""
+    if QUIET or not sys.stderr.isatty():
+        yield
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        progress.add_task(text, total=None)
+        yield
+
+
+def checkpoint_arg(value: str) -> str | Path:
+    """A checkpoint directory or weights file, or a Hub id (`hf://OWNER/NAME[@REVISION]`, kept
+    as text: a Path would fold its `//`)."""
+    return value if value.startswith("hf://") else Path(value)
+
+
+CHECKPOINT_HELP = "checkpoint directory or weights file, or hf://OWNER/NAME[@REVISION]"
 
 
 def add_seq_len_option(p: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from hrm_mlir.cli.common import (
     compile_options,
     out,
     print_notes,
+    stage,
     target_summary,
 )
 from hrm_mlir.core.types import OutputType
@@ -51,14 +52,15 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from hrm_mlir.api import compile
 
-    result = compile(
-        args.mlir,
-        args.output,
-        options=compile_options(args),
-        output_type=args.output_type,
-        check=args.check,
-        params=args.params,
-    )
+    with stage(f"compiling {args.mlir} with IREE"):
+        result = compile(
+            args.mlir,
+            args.output,
+            options=compile_options(args),
+            output_type=args.output_type,
+            check=args.check,
+            params=args.params,
+        )
     if result.parameters_checked is not None:
         out.print(
             f"{args.params} holds all {result.parameters_checked} parameters {args.mlir} names"

@@ -112,6 +112,53 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--plot", type=Path, default=None, help="ARC: write a PNG of a few tasks, voted answers"
     )
+    ray = p.add_argument_group(
+        "scale-out on Ray (pip install 'hrm-mlir[ray]')",
+        "the split cut into shards of whole batches, each evaluated by a Ray worker that loaded "
+        "the compiled @act once; the same metrics as --engine local",
+    )
+    ray.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process; ray: shards over Ray workers (default: local)",
+    )
+    ray.add_argument(
+        "--address",
+        metavar="ADDR",
+        default=None,
+        help="the Ray cluster to join, e.g. ray://HEAD:10001 or auto (default: RAY_ADDRESS, "
+        "else a local Ray on this machine's CPUs)",
+    )
+    ray.add_argument(
+        "--workers",
+        metavar="N",
+        type=positive,
+        default=None,
+        help="Ray workers, one CPU and one IREE thread each (default: one per CPU of the cluster)",
+    )
+    ray.add_argument(
+        "--shards",
+        metavar="N",
+        type=positive,
+        default=None,
+        help="contiguous ranges of the split, whole batches each (default: 4 per worker; with "
+        "--resume, the earlier run's)",
+    )
+    ray.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="the directory of the shards' results and their manifest.json (required with "
+        "--engine ray)",
+    )
+    ray.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the shards of this same run already in --out and run the rest; another "
+        "run's are refused (default: off, and an --out with results is refused)",
+    )
     add_params_source_option(p, modes=True)
     add_compile_options(p, gpu=False)
     p.set_defaults(func=run)
@@ -162,6 +209,12 @@ def run(args: argparse.Namespace) -> int:
             options=compile_options(args),
             progress=progress,
             status=out.print,
+            engine=args.engine,
+            address=args.address,
+            workers=args.workers,
+            shards=args.shards,
+            out=args.out,
+            resume=args.resume,
         )
     r = result.result
     t = Table(title=f"{result.what} on {args.data}/{args.split}")
@@ -177,7 +230,18 @@ def run(args: argparse.Namespace) -> int:
         mode += ", continuous batching"
     t.add_row("steps", f"max {r.max_steps}, {mode}")
     t.add_row("batch", str(r.batch_size))
-    t.add_row("wall (evaluation only)", f"{r.seconds:.1f} s, {r.puzzles_per_second:.1f} puzzles/s")
+    ran = result.sharded
+    seconds, examples, now = r.seconds, r.examples, ""
+    if ran is not None:
+        extra = [f"{len(ran.resumed)} read back from {ran.out}"] if ran.resumed else []
+        extra += [f"{len(ran.retried)} rerun after their worker died"] if ran.retried else []
+        more = f" ({', '.join(extra)})" if extra else ""
+        workers = f"{ran.workers} worker{'s' if ran.workers != 1 else ''}"
+        t.add_row("engine", f"Ray, {workers}, {len(ran.shards)} shards{more}")
+        seconds, examples = ran.seconds, ran.examples_run
+        now = f" ({examples:,} run now)" if ran.resumed else ""
+    rate = examples / seconds if seconds > 0 else 0.0
+    t.add_row("wall (evaluation only)", f"{seconds:.1f} s, {rate:.1f} puzzles/s{now}")
     out.print(t)
     if result.arc is not None:
         print_arc(result.arc, args)

@@ -6,19 +6,22 @@ import argparse
 from pathlib import Path
 
 from hrm_mlir.cli.common import (
+    CHECKPOINT_HELP,
     add_model_options,
     add_params_options,
     batch_label,
+    checkpoint_arg,
     choice,
     out,
     print_notes,
+    stage,
 )
 from hrm_mlir.core.types import Entry
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", help="export a checkpoint to MLIR")
-    p.add_argument("checkpoint", type=Path, help="checkpoint directory or weights file")
+    p.add_argument("checkpoint", type=checkpoint_arg, help=CHECKPOINT_HELP)
     p.add_argument(
         "-o", "--output", type=Path, required=True, help="output .mlir (text) or .mlirbc (bytecode)"
     )
@@ -38,17 +41,18 @@ def run(args: argparse.Namespace) -> int:
     from hrm_mlir.api import export
     from hrm_mlir.exporter.params import SCOPE
 
-    result = export(
-        args.checkpoint,
-        args.output,
-        entry=args.entry,
-        output_type=args.output_type,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        params=args.params,
-        params_file=args.params_file,
-        seq_len=args.seq_len,
-    )
+    with stage(f"exporting {args.checkpoint} to MLIR"):
+        result = export(
+            args.checkpoint,
+            args.output,
+            entry=args.entry,
+            output_type=args.output_type,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            params=args.params,
+            params_file=args.params_file,
+            seq_len=args.seq_len,
+        )
     print_notes(result.notes)
     exported, path, archive = result.module, result.path, result.archive
     size = path.stat().st_size / 2**20

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from rich.table import Table
 
-from hrm_mlir.cli.common import add_seq_len_option, out, print_notes
+from hrm_mlir.cli.common import (
+    CHECKPOINT_HELP,
+    add_seq_len_option,
+    checkpoint_arg,
+    out,
+    print_notes,
+)
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("info", help="show a checkpoint's config, dimensions and weights")
-    p.add_argument("checkpoint", type=Path, help="checkpoint directory or weights file")
+    p.add_argument("checkpoint", type=checkpoint_arg, help=CHECKPOINT_HELP)
     add_seq_len_option(p)
     p.add_argument(
         "--json", action="store_true", help="print JSON incl. H_init/L_init (default: off)"
@@ -29,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         h_init, l_init = ck.initial_carry_vectors()
         doc = {
+            "source": ck.source,
             "config_path": str(ck.config_path),
             "weights_path": str(ck.weights_path),
             "config": cfg.model_dump(mode="json"),
@@ -48,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     print_notes(ck.notes)
+    if ck.source is not None:
+        out.print(f"from {ck.source}")
     t = Table(title=f"{ck.weights_path}", show_header=False)
     t.add_column("field")
     t.add_column("value")

@@ -10,17 +10,23 @@ from hrm_mlir.cli.common import (
     add_params_source_option,
     add_seq_len_option,
     batch,
+    checkpoint_arg,
     choice,
     compile_options,
     out,
     positive,
+    stage,
 )
 from hrm_mlir.core.types import DType
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("run", help="solve puzzles with the compiled ACT loop")
-    p.add_argument("model", type=Path, help="checkpoint directory, or a .vmfb of an @act export")
+    p.add_argument(
+        "model",
+        type=checkpoint_arg,
+        help="checkpoint directory or hf://OWNER/NAME, or a .vmfb of an @act export",
+    )
     p.add_argument("--puzzle", type=Path, required=True, help="puzzle file (sudoku, maze, ARC)")
     p.add_argument(
         "--family", default=None, help="sudoku|maze|arc (default: detected from the file)"
@@ -83,22 +89,23 @@ def run(args: argparse.Namespace) -> int:
     from hrm_mlir.puzzles import get_codec
     from hrm_mlir.runner import solutions_json
 
-    result = run_puzzles(
-        args.model,
-        args.puzzle,
-        family=args.family,
-        seq_len=args.seq_len,
-        max_steps=args.max_steps,
-        q_halt=args.q_halt,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        params=args.params,
-        identifiers=args.identifiers,
-        checkpoint=args.checkpoint,
-        compare_pytorch=args.compare_pytorch,
-        options=compile_options(args),
-        progress=out.print,
-    )
+    with stage("solving" if str(args.model).endswith(".vmfb") else "compiling and solving"):
+        result = run_puzzles(
+            args.model,
+            args.puzzle,
+            family=args.family,
+            seq_len=args.seq_len,
+            max_steps=args.max_steps,
+            q_halt=args.q_halt,
+            batch_size=args.batch_size,
+            dtype=args.dtype,
+            params=args.params,
+            identifiers=args.identifiers,
+            checkpoint=args.checkpoint,
+            compare_pytorch=args.compare_pytorch,
+            options=compile_options(args),
+            progress=out.print,
+        )
     solutions = result.solutions
     mode = "Q-halting" if result.q_halt else "fixed steps"
     out.print(

@@ -8,19 +8,22 @@ import sys
 from pathlib import Path
 
 from hrm_mlir.cli.common import (
+    CHECKPOINT_HELP,
     EXIT_VERIFY_FAILED,
     add_compile_options,
     add_model_options,
     add_params_source_option,
+    checkpoint_arg,
     compile_options,
     out,
     print_notes,
+    stage,
 )
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("verify", help="compile with IREE, run, and compare with PyTorch")
-    p.add_argument("checkpoint", type=Path, help="checkpoint directory or weights file")
+    p.add_argument("checkpoint", type=checkpoint_arg, help=CHECKPOINT_HELP)
     p.add_argument(
         "--mlir", type=Path, default=None, help="verify this MLIR file (default: export one now)"
     )
@@ -42,19 +45,20 @@ def run(args: argparse.Namespace) -> int:
         notes.clear()
         out.print(report.table(title=title))
 
-    result = verify(
-        args.checkpoint,
-        mlir=args.mlir,
-        seq_len=args.seq_len,
-        output_type=args.output_type,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        params=args.params,
-        seed=args.seed,
-        options=compile_options(args),
-        on_report=show,
-        notes=notes,
-    )
+    with stage("exporting, compiling and checking against PyTorch"):
+        result = verify(
+            args.checkpoint,
+            mlir=args.mlir,
+            seq_len=args.seq_len,
+            output_type=args.output_type,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            params=args.params,
+            seed=args.seed,
+            options=compile_options(args),
+            on_report=show,
+            notes=notes,
+        )
     if args.json is not None:
         from hrm_mlir.core.fileio import write_atomic
 

@@ -9,6 +9,7 @@ with torch-mlir's own MLIR passes (its LLVM parses its own TOSA) and that linalg
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -330,6 +331,10 @@ def _describe_failure(message: str, path: Path, output: str | Path | None) -> st
     shutil.copyfile(path, kept)
     # "Invoked with:" then the tool's name and the command line, which starts with its path
     match = re.search(r"Invoked with:\s*\n\s*\S+\s+(.*)", message)
-    command = match.group(1).strip() if match else "iree-compile ..."
-    command = command.replace(str(path), str(kept))
+    if match:  # one shell command, pasted as it is: every word quoted where it needs it
+        marker = "\x00input\x00"  # IREE prints the words unquoted: a path may hold spaces
+        words = match.group(1).strip().replace(str(path), marker).split(" ")
+        command = shlex.join(str(kept) if w == marker else w for w in words if w)
+    else:
+        command = "iree-compile ..."
     return f"{first[:300]} (input kept at {kept}; reproduce: {command})"

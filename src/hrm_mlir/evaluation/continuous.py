@@ -41,9 +41,11 @@ class Outputs:
     calls: int = 0  # calls of @step
 
 
-def _examples(split: Split, limit: int | None) -> Iterator[tuple[np.ndarray, int]]:
-    """(inputs row, puzzle identifier) of every example, in order."""
-    for inputs, _, ids, n in split.batches(256, limit):
+def _examples(
+    split: Split, limit: int | None, start: int = 0, stop: int | None = None
+) -> Iterator[tuple[np.ndarray, int]]:
+    """(inputs row, puzzle identifier) of every example (of the range), in order."""
+    for inputs, _, ids, n in split.batches(256, limit, start=start, stop=stop):
         for row in range(n):
             yield inputs[row], int(ids[row])
 
@@ -58,15 +60,19 @@ def run_continuous(
     limit: int | None = None,
     keep_logits: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> Outputs:
-    """Every example of `split` through `batch_size` slots of the artifact's `@step`."""
+    """Every example of `split` through `batch_size` slots of the artifact's `@step`;
+    `start`/`stop`: only the examples numbered so in the whole split (`Split.batches`)."""
     if max_steps < 1:
         raise HrmMlirError(f"--max_steps must be >= 1, got {max_steps}")
     for name in ("step", "initial_carry"):
         if name not in module.function_names:
             raise HrmMlirError(f"the artifact has no @{name}: continuous batching needs an @act "
                                "export (--entry act)")  # fmt: skip
-    total = split.examples if limit is None else min(limit, split.examples)
+    first, end = split.example_range(limit, start=start, stop=stop)
+    total = end - first
     seq_len = split.metadata.seq_len
     blank = split.metadata.blank_identifier_id
     inputs = np.full((batch_size, seq_len), split.metadata.pad_id, np.int32)
@@ -81,7 +87,7 @@ def run_continuous(
         np.zeros(total, np.float32),
         np.zeros(total, np.int32),
     )
-    queue = _examples(split, limit)
+    queue = _examples(split, limit, start, stop)
     next_index = 0
 
     def refill(slots: np.ndarray) -> None:
@@ -103,11 +109,11 @@ def run_continuous(
         z_H, z_L, logits, q_h, q_c = module.call_arrays("step", z_H, z_L, inputs, ids)
         out.calls += 1
         slot_steps += 1
-        stop = slot_steps >= max_steps
+        halts = slot_steps >= max_steps
         if q_halt:
-            stop |= q_h > q_c
-        stop &= slot_example >= 0
-        finished = np.flatnonzero(stop)
+            halts |= q_h > q_c
+        halts &= slot_example >= 0
+        finished = np.flatnonzero(halts)
         if finished.size:
             rows = slot_example[finished]
             out.preds[rows] = logits[finished].argmax(-1)

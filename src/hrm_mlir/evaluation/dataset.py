@@ -105,31 +105,55 @@ class Split:
             )
 
     def batches(
-        self, batch_size: int, limit: int | None = None
+        self,
+        batch_size: int,
+        limit: int | None = None,
+        *,
+        start: int = 0,
+        stop: int | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
         """(inputs, labels, puzzle identifiers, real rows) of `batch_size` rows each, in order,
-        the last padded as upstream pads it; at most `limit` examples in all."""
-        left = self.examples if limit is None else min(limit, self.examples)
+        the last padded as upstream pads it; at most `limit` examples in all.
+
+        `start`/`stop`: only the examples numbered `start` to `stop` (exclusive) in the order of
+        the whole split, its sets one after the other (a shard of `evaluation.distributed`);
+        batches begin at `start` and never span two sets, as the whole split's never do.
+        """
+        start, end = self.example_range(limit, start=start, stop=stop)
         meta = self.metadata
+        base = 0  # the split's number of the set's first example
         for s in self.sets:
+            lo, hi = max(start - base, 0), min(end - base, s.examples)
+            base += s.examples
+            if lo >= hi:
+                continue
             ids = s.example_identifiers()
-            for start in range(0, s.examples, batch_size):
-                if left <= 0:
-                    return
-                end = min(start + batch_size, s.examples, start + left)
-                n = end - start
-                left -= n
-                inputs = np.array(s.inputs[start:end], dtype=np.int32)
-                labels = np.array(s.labels[start:end], dtype=np.int32)
+            for first in range(lo, hi, batch_size):
+                last = min(first + batch_size, hi)
+                n = last - first
+                inputs = np.array(s.inputs[first:last], dtype=np.int32)
+                labels = np.array(s.labels[first:last], dtype=np.int32)
                 if meta.ignore_label_id is not None:
                     labels[labels == meta.ignore_label_id] = IGNORE_LABEL_ID
-                pids = ids[start:end]
+                pids = ids[first:last]
                 if n < batch_size:
                     pad = batch_size - n
                     inputs = np.pad(inputs, ((0, pad), (0, 0)), constant_values=meta.pad_id)
                     labels = np.pad(labels, ((0, pad), (0, 0)), constant_values=IGNORE_LABEL_ID)
                     pids = np.pad(pids, (0, pad), constant_values=meta.blank_identifier_id)
                 yield inputs, labels, pids.astype(np.int32), n
+
+    def example_range(
+        self, limit: int | None = None, *, start: int = 0, stop: int | None = None
+    ) -> tuple[int, int]:
+        """The examples `batches(.., limit, start=, stop=)` walks: (first, end), clipped to the
+        split and to its first `limit` examples."""
+        if start < 0 or (stop is not None and stop < start):
+            raise HrmMlirError(f"example range {start}..{stop}: expected 0 <= start <= stop")
+        end = self.examples if limit is None else min(limit, self.examples)
+        if stop is not None:
+            end = min(end, stop)
+        return min(start, end), end
 
 
 def load_split(data_dir: str | Path, split: str = "test") -> Split:

@@ -122,6 +122,8 @@ def evaluate_split(
     keep: str | None = None,
     continuous: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> Evaluation:
     """Run every example of `split` (the first `limit`) and compute upstream's metrics.
 
@@ -129,13 +131,16 @@ def evaluate_split(
     predictions, "logits" keeps upstream's full `logits`, "preds" only their argmax (a
     Sudoku-Extreme test set's logits are 1.5 GB). `continuous` (a compiled runner, with
     `q_halt`): refill each halted row's slot at once (`hrm_mlir.evaluation.continuous`).
-    `progress(done, total)` as examples finish.
+    `progress(done, total)` as examples finish. `start`/`stop`: only the examples numbered
+    `start` to `stop` (exclusive) of the whole split (a shard; `Split.batches`); the per-example
+    arrays and the predictions then hold those examples alone.
     """
     if max_steps < 1:
         raise HrmMlirError(f"--max_steps must be >= 1, got {max_steps}")
     b = runner.batch_size or batch_size
-    total = split.examples if limit is None else min(limit, split.examples)
-    start = time.perf_counter()
+    first, end = split.example_range(limit, start=start, stop=stop)
+    total = end - first
+    began = time.perf_counter()
     if continuous:
         if not isinstance(runner, CompiledRunner) or not q_halt:
             raise HrmMlirError("--continuous needs the compiled @act and --q_halt")
@@ -143,7 +148,7 @@ def evaluate_split(
 
         outs = run_continuous(
             runner.act.module, split, batch_size=b, max_steps=max_steps, q_halt=q_halt,
-            limit=limit, keep_logits=keep == "logits", progress=progress,
+            limit=limit, keep_logits=keep == "logits", progress=progress, start=start, stop=stop,
         )  # fmt: skip
         offset = 0
 
@@ -164,7 +169,7 @@ def evaluate_split(
     kept: dict[str, list[np.ndarray]] = {}
     exact, steps = [], []
     done = 0
-    for inputs, labels, ids, n in split.batches(b, limit):
+    for inputs, labels, ids, n in split.batches(b, limit, start=start, stop=stop):
         preds, logits, q_h, q_c, st = chunk(inputs, ids, n)
         exact.append(metrics.add(preds, labels[:n], q_h, st))
         steps.append(st)
@@ -179,7 +184,7 @@ def evaluate_split(
         done += n
         if progress is not None and not continuous:
             progress(done, total)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - began
     return Evaluation(
         metrics.result(),
         metrics.count,

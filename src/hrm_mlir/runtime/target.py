@@ -54,7 +54,7 @@ class CpuTarget:
 
     @property
     def avx2_fma(self) -> bool:
-        """x86-64 with AVX2 and FMA: what `hrm_mlir.cpu_gemm`'s kernels need."""
+        """x86-64 with AVX2 and FMA: what the kernels of `hrm_mlir.compiler.kernels` need."""
         return self.x86 and {"avx2", "fma"} <= self.features
 
     @property
