@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import re
 import statistics
 import tempfile
 from pathlib import Path
@@ -21,19 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 import hrm_mlir
+from hrm_mlir.runtime.host import cpu_line
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sudoku6x6"
-
-
-def cpu() -> str:
-    """The CPU model and its AVX-512 flags, as the benchmarks README records them."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    model = re.search(r"model name\s*:\s*(.*)", info)
-    flags = sorted(set(re.findall(r"\b(avx512\w*|avx2)\b", info)))
-    return f"{model.group(1) if model else platform.machine()}; {' '.join(flags)}"
 
 
 def main() -> None:
@@ -60,7 +48,7 @@ def main() -> None:
     c, w = (statistics.median(samples[k]) for k in ("continuous", "whole batches"))
     mean_steps = results["continuous"].metrics["steps"]
     t = Table(title=f"Q-halting, batch {args.batch_size}, {results['continuous'].examples} "
-                    f"puzzles, {args.rounds} interleaved rounds; {cpu()}")  # fmt: skip
+                    f"puzzles, {args.rounds} interleaved rounds; {cpu_line()}")  # fmt: skip
     for col in ("batching", "median puzzles/s", "min", "max", "exact", "mean steps"):
         t.add_column(col, justify="left" if col == "batching" else "right")
     for name, s in samples.items():
@@ -73,7 +61,7 @@ def main() -> None:
     console.print(f"continuous / whole batches: {c / w:.2f}x (ideal max_steps / mean steps: "
                   f"{ideal:.2f}x)")  # fmt: skip
     if args.json is not None:
-        doc = {"cpu": cpu(), "batch_size": args.batch_size, "samples": samples,
+        doc = {"cpu": cpu_line(), "batch_size": args.batch_size, "samples": samples,
                "ratio": c / w, "ideal": ideal, "mean_steps": mean_steps}  # fmt: skip
         args.json.write_text(json.dumps(doc, indent=2))
 

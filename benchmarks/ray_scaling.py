@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import re
 import statistics
 import tempfile
 import time
@@ -29,19 +27,9 @@ from rich.table import Table
 
 import hrm_mlir
 from hrm_mlir.evaluation import load_split, write_split
+from hrm_mlir.runtime.host import cpu_line
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sudoku6x6"
-
-
-def cpu() -> str:
-    """The CPU model and its AVX-512 flags, as the benchmarks README records them."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    model = re.search(r"model name\s*:\s*(.*)", info)
-    flags = sorted(set(re.findall(r"\b(avx512\w*|avx2)\b", info)))
-    return f"{model.group(1) if model else platform.machine()}; {' '.join(flags)}"
 
 
 def repeated(out: Path, times: int) -> Path:
@@ -97,7 +85,7 @@ def main() -> None:
     median = {m: statistics.median(r) for m, r in rates.items()}
     steps = "Q-halting, continuous batching" if args.q_halt else "fixed 8 steps"
     t = Table(title=f"{examples} puzzles ({args.repeat} x the held-out split), {steps}, batch "
-                    f"{args.batch_size}, {args.rounds} interleaved rounds; {cpu()}; "
+                    f"{args.batch_size}, {args.rounds} interleaved rounds; {cpu_line()}; "
                     f"{cpus} CPUs")  # fmt: skip
     for col in ("engine", "evaluation puzzles/s (median)", "min", "max", "end to end (median)"):
         t.add_column(col, justify="left" if col == "engine" else "right")
@@ -111,7 +99,7 @@ def main() -> None:
                   f"{median['ray, 2 workers'] / median['local']:.2f}x; the metrics of every run "
                   "equal the local engine's")  # fmt: skip
     if args.json is not None:
-        doc = {"cpu": cpu(), "cpus": cpus, "examples": examples, "q_halt": args.q_halt,
+        doc = {"cpu": cpu_line(), "cpus": cpus, "examples": examples, "q_halt": args.q_halt,
                "batch_size": args.batch_size, "rounds": args.rounds, "evaluation": rates,
                "end_to_end": walls, "scaling": scaling, "metrics": metrics["local"]}  # fmt: skip
         args.json.write_text(json.dumps(doc, indent=2))

@@ -41,17 +41,6 @@ def ray_cluster():
 
 
 @pytest.fixture(scope="module")
-def act_vmfb(tmp_path_factory) -> Path:
-    """The bundled example's @act compiled at batch 50, once."""
-    out = tmp_path_factory.mktemp("act")
-    exported = hrm_mlir.export(
-        EXAMPLE, out / "act.mlirbc", entry="act", output_type="linalg-on-tensors",
-        dtype="float32", batch_size=50,
-    )  # fmt: skip
-    return hrm_mlir.compile(exported.path, out / "act.vmfb").path
-
-
-@pytest.fixture(scope="module")
 def local(act_vmfb: Path, tmp_path_factory) -> dict:
     """The local engine's results, fixed steps and Q-halting (continuous batching), with their
     predictions (argmax) saved as `local-<q_halt>.pt`."""

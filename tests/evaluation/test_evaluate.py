@@ -199,17 +199,6 @@ def test_an_arc_build_is_scored_by_voting_and_its_prediction_file_scores_the_sam
     assert rescored == evaluated.arc.summary()
 
 
-@pytest.fixture(scope="module")
-def act_vmfb(tmp_path_factory) -> Path:
-    """The bundled example's @act compiled at batch 50, once."""
-    out = tmp_path_factory.mktemp("act")
-    exported = hrm_mlir.export(
-        EXAMPLE, out / "act.mlirbc", entry="act", output_type="linalg-on-tensors",
-        dtype="float32", batch_size=50,
-    )  # fmt: skip
-    return hrm_mlir.compile(exported.path, out / "act.vmfb").path
-
-
 def test_continuous_batching_gives_each_puzzle_what_it_gets_alone(act_vmfb: Path):
     """Slots refilled as rows halt: the same answers and step counts as whole batches under
     Q-halting (rows do not interact), in fewer calls of @step."""

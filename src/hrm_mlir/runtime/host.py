@@ -66,6 +66,12 @@ def cpu() -> dict[str, Any]:
     }
 
 
+def cpu_line() -> str:
+    """The CPU in one line for a benchmark's table and JSON: model, LLVM name, vector classes."""
+    c = cpu()
+    return f"{c['model']} ({c['llvm_cpu']}): {', '.join(c['feature_classes']) or 'no SIMD class'}"
+
+
 def targets() -> dict[str, Any]:
     """IREE's compile targets (HAL backends of iree-compile) and run targets (drivers with a
     device here), each driver with its devices or why it has none."""
