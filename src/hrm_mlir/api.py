@@ -569,7 +569,7 @@ def _arc_split(data, split: str, data_split):
     names = data_split.identifiers or []
     if data_split.metadata.seq_len != 900 or len(names) < 2:
         return None
-    return load_arc_split(data, split)
+    return load_arc_split(data, split, loaded=data_split)
 
 
 def _score_arc(predictions, arc_split, source: str, submission, plot) -> ArcScore:

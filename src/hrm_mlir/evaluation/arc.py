@@ -40,6 +40,7 @@ import numpy as np
 
 from hrm_mlir.core.errors import HrmMlirError, first_line
 from hrm_mlir.core.fileio import write_atomic
+from hrm_mlir.evaluation.dataset import Split, load_metadata, load_split
 from hrm_mlir.puzzles.arc import COLOR_OFFSET, GRID_MAX, NUM_COLORS, SEQ_LEN
 
 DEFAULT_KS = (1, 2, 10, 100, 1000)
@@ -271,92 +272,39 @@ class ArcSplit:
     tasks: dict[str, ArcTask]
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except OSError as e:
-        raise HrmMlirError(f"{path}: cannot read: {e.strerror}") from None
-    except ValueError as e:
-        raise HrmMlirError(f"{path}: not JSON: {first_line(e)}") from None
+def load_arc_split(
+    data_dir: str | Path, split: str = "test", loaded: Split | None = None
+) -> ArcSplit:
+    """The tasks of an ARC build of upstream's `build_arc_dataset.py`: the split's un-augmented
+    puzzles, each of their examples a test input (its input and label cropped to grids).
 
-
-def _load_npy(path: Path, mmap: bool) -> np.ndarray:
-    if not path.is_file():
-        raise HrmMlirError(f"{path}: missing (is this an ARC build of build_arc_dataset.py?)")
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise HrmMlirError(f"{path}: not a numpy array file: {first_line(e)}") from None
-
-
-def load_arc_split(data_dir: str | Path, split: str = "test") -> ArcSplit:
-    """Read an ARC build of upstream's `build_arc_dataset.py`: `identifiers.json` and, from
-    `<split>/`, `dataset.json` and each set's `<set>__{inputs,labels,puzzle_identifiers,
-    puzzle_indices}.npy`. The tasks are the split's un-augmented puzzles; each of their examples
-    is a test input (its input and label cropped to grids)."""
+    The split is read and checked by `hrm_mlir.evaluation.dataset` (`loaded`, if the caller has
+    it already); here only what makes it ARC: 900 tokens and 12 of vocabulary, an
+    `identifiers.json` naming every row of the puzzle table."""
     root = Path(data_dir)
-    if not root.is_dir():
-        raise HrmMlirError(f"{root}: no such dataset directory")
-    ids_path = root / "identifiers.json"
-    if not ids_path.is_file():
-        raise HrmMlirError(f"{ids_path}: missing (an ARC build of build_arc_dataset.py has one)")
-    names = _read_json(ids_path)
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise HrmMlirError(f"{ids_path}: expected a list of puzzle names (index = identifier)")
-    directory = root / split
-    meta_path = directory / "dataset.json"
-    sets = ["all"]
-    if meta_path.is_file():
-        meta = _read_json(meta_path)
-        if not isinstance(meta, dict):
-            raise HrmMlirError(f"{meta_path}: expected upstream's PuzzleDatasetMetadata object")
-        if meta.get("seq_len") != SEQ_LEN or meta.get("vocab_size") != VOCAB_SIZE:
-            raise HrmMlirError(
-                f"{meta_path}: seq_len {meta.get('seq_len')}, vocab_size {meta.get('vocab_size')}"
-                f": not an ARC build (ARC has {SEQ_LEN} and {VOCAB_SIZE})"
-            )
-        table = meta.get("num_puzzle_identifiers")
-        if table != len(names):
-            raise HrmMlirError(
-                f"{ids_path}: {len(names)} names, but {meta_path} has {table} puzzle identifiers "
-                "(the puzzle table): identifiers.json of another build?"
-            )
-        if isinstance(meta.get("sets"), list) and meta["sets"]:
-            sets = [str(s) for s in meta["sets"]]
-    elif not directory.is_dir():
+    meta_path = root / split / "dataset.json"
+    meta = loaded.metadata if loaded is not None else load_metadata(root, split)
+    if meta.seq_len != SEQ_LEN or meta.vocab_size != VOCAB_SIZE:
         raise HrmMlirError(
-            f"{directory}: missing (is {root} a built dataset with a {split} split?)"
+            f"{meta_path}: seq_len {meta.seq_len}, vocab_size {meta.vocab_size}: not an ARC "
+            f"build (ARC has {SEQ_LEN} and {VOCAB_SIZE})"
+        )
+    data = loaded if loaded is not None else load_split(root, split)
+    ids_path = root / "identifiers.json"
+    names = data.identifiers
+    if not names:
+        raise HrmMlirError(f"{ids_path}: missing (an ARC build of build_arc_dataset.py has one)")
+    if len(names) != meta.num_puzzle_identifiers:
+        raise HrmMlirError(
+            f"{ids_path}: {len(names)} names, but {meta_path} has {meta.num_puzzle_identifiers} "
+            "puzzle identifiers (the puzzle table): identifiers.json of another build?"
         )
     parsed: dict[int, tuple[Augmentation, bool]] = {}
     tasks: dict[str, ArcTask] = {}
-    for set_name in sets:
-        prefix = directory / f"{set_name}__"
-        inputs = _load_npy(Path(f"{prefix}inputs.npy"), mmap=True)
-        labels = _load_npy(Path(f"{prefix}labels.npy"), mmap=True)
-        ids = _load_npy(Path(f"{prefix}puzzle_identifiers.npy"), mmap=False).astype(np.int64)
-        starts = _load_npy(Path(f"{prefix}puzzle_indices.npy"), mmap=False).astype(np.int64)
-        for what, a in (("inputs", inputs), ("labels", labels)):
-            if a.ndim != 2 or a.shape[1] != SEQ_LEN or a.shape[0] != inputs.shape[0]:
-                raise HrmMlirError(
-                    f"{prefix}{what}.npy: shape {list(a.shape)}, expected [{inputs.shape[0]}, "
-                    f"{SEQ_LEN}] (ARC's 30x30 canvas)"
-                )
-        if (
-            ids.ndim != 1
-            or starts.shape != (ids.size + 1,)
-            or starts[0] != 0
-            or starts[-1] != inputs.shape[0]
-            or np.any(np.diff(starts) < 0)
-        ):
-            raise HrmMlirError(
-                f"{prefix}puzzle_indices.npy: expected {ids.size + 1} non-decreasing example "
-                f"offsets from 0 to {inputs.shape[0]}"
-            )
-        if ids.size and (ids.min() < 0 or ids.max() >= len(names)):
-            raise HrmMlirError(
-                f"{prefix}puzzle_identifiers.npy: identifiers {ids.min()}..{ids.max()}, but "
-                f"{ids_path} names 0..{len(names) - 1}"
-            )
+    for puzzle_set in data.sets:
+        prefix = data.directory / f"{puzzle_set.name}__"
+        ids = np.asarray(puzzle_set.puzzle_identifiers, dtype=np.int64)
+        starts = np.asarray(puzzle_set.puzzle_indices, dtype=np.int64)
         originals: list[int] = []
         for p, pid in enumerate(ids.tolist()):
             if pid not in parsed:
@@ -369,8 +317,8 @@ def load_arc_split(data_dir: str | Path, split: str = "test") -> ArcSplit:
         rows = np.concatenate(
             [np.arange(starts[p], starts[p + 1]) for p in originals] or [np.zeros(0, np.int64)]
         )
-        grids_in = _crop_all(np.asarray(inputs[rows]))
-        grids_out = _crop_all(np.asarray(labels[rows]))
+        grids_in = _crop_all(np.asarray(puzzle_set.inputs[rows]))
+        grids_out = _crop_all(np.asarray(puzzle_set.labels[rows]))
         at = 0
         for p in originals:
             name = names[int(ids[p])]
@@ -391,7 +339,8 @@ def load_arc_split(data_dir: str | Path, split: str = "test") -> ArcSplit:
             tasks[name] = ArcTask(name, tuple(tests))
     if not tasks:
         raise HrmMlirError(
-            f"{directory}: no un-augmented ARC puzzles in the {split} split (names in {ids_path})"
+            f"{data.directory}: no un-augmented ARC puzzles in the {split} split (names in "
+            f"{ids_path})"
         )
     return ArcSplit(root, tuple(names), tasks)
 

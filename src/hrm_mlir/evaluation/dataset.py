@@ -159,24 +159,29 @@ class Split:
 def load_split(data_dir: str | Path, split: str = "test") -> Split:
     """Read and check a split of a built dataset; every problem is one line naming its file."""
     root = Path(data_dir)
+    metadata = load_metadata(root, split)
+    sets = tuple(_load_set(root / split, name, metadata) for name in metadata.sets)
+    identifiers = _load_identifiers(root / "identifiers.json", metadata)
+    return Split(root / split, metadata, sets, identifiers)
+
+
+def load_metadata(data_dir: str | Path, split: str = "test") -> Metadata:
+    """`<split>/dataset.json` alone, checked (what a build is, before its arrays are read)."""
+    root = Path(data_dir)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset directory")
-    directory = root / split
-    meta_path = directory / "dataset.json"
+    meta_path = root / split / "dataset.json"
     if not meta_path.is_file():
         raise DatasetError(
             f"{meta_path}: missing (is {root} a built dataset with a {split} split?)"
         )
     try:
-        metadata = Metadata.model_validate(json.loads(meta_path.read_text()))
+        return Metadata.model_validate(json.loads(meta_path.read_text()))
     except (json.JSONDecodeError, ValidationError) as e:
         first = str(e).splitlines()
         raise DatasetError(
             f"{meta_path}: not upstream's dataset.json: {' '.join(first[:3])}"
         ) from e
-    sets = tuple(_load_set(directory, name, metadata) for name in metadata.sets)
-    identifiers = _load_identifiers(root / "identifiers.json", metadata)
-    return Split(directory, metadata, sets, identifiers)
 
 
 def _load_set(directory: Path, name: str, metadata: Metadata) -> PuzzleSet:
