@@ -157,3 +157,10 @@ def test_progress_shows_on_a_terminal_only_and_quiet_hides_it(tiny_checkpoint: P
     piped = subprocess.run([sys.executable, "-m", "hrm_mlir", "export", str(tiny_checkpoint),
                             "-o", out], capture_output=True, check=True, timeout=300)  # fmt: skip
     assert b"exporting" not in piped.stderr
+
+
+def test_evaluates_progress_bar_follows_quiet_too():
+    example = REPO / "examples" / "sudoku6x6"
+    argv = ["evaluate", str(example), "--data", str(example / "data"), "--runtime", "pytorch"]
+    assert b"evaluating" in _stderr_on_a_terminal(*argv)
+    assert b"evaluating" not in _stderr_on_a_terminal("--quiet", *argv)

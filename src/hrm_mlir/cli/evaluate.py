@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from hrm_mlir.cli import common
 from hrm_mlir.cli.common import (
     add_compile_options,
     add_params_source_option,
@@ -180,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
         console=err,
-        disable=not sys.stderr.isatty(),  # a terminal only: logs and tests stay clean
+        disable=common.QUIET or not sys.stderr.isatty(),  # a terminal only, not --quiet
         transient=True,
     ) as bar:
         task = bar.add_task("evaluate", total=None, rate="")
