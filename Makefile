@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 EXAMPLE := examples/sudoku6x6
 OUT := out/demo
 
-.PHONY: venv test lint demo clean
+TRM_EXAMPLE := examples/trm-sudoku6x6
+
+.PHONY: venv test lint demo demo-trm clean system-packages
 
 venv: $(STAMP)
 
@@ -17,7 +19,12 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,bench,ray]'
+	bash scripts/aarch64_runtime.sh $(VENV)
 	touch $(STAMP)
+
+# Debian packages for running ARM64 artifacts (qemu-user) and Vulkan ones (lavapipe); as root
+system-packages:
+	bash scripts/system_packages.sh
 
 lint: venv
 	$(BIN)/ruff check .
@@ -26,10 +33,14 @@ lint: venv
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 demo: venv
 	bash scripts/demo.sh $(EXAMPLE) $(OUT)
+
+# the same pipeline on the bundled TRM (Tiny Recursive Model) example
+demo-trm: venv
+	bash scripts/demo.sh $(TRM_EXAMPLE) out/demo-trm
 
 clean:
 	rm -rf out build .pytest_cache

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the whole pipeline on the bundled example checkpoint.
+# `make demo` (and `make demo-trm`): the whole pipeline on a bundled example checkpoint.
 #   info -> verify @step -> export @act -> compile -> run (fixed steps, then Q-halting)
 #   -> evaluate the held-out split with upstream's metrics
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""Write the bundled example's held-out puzzles as upstream's built test split, so that
+"""Write a bundled example's held-out puzzles as upstream's built test split, so that
 `hrm-mlir evaluate examples/sudoku6x6 --data examples/sudoku6x6/data` runs on them:
 data/test/all__{inputs,labels,puzzle_identifiers,puzzle_indices,group_indices}.npy, next to the
 dataset.json that scripts/train_example.py wrote (checked to match).
@@ -34,8 +34,9 @@ def main(example: Path) -> None:
         vocab_size=expected["vocab_size"],
         pad_id=expected["pad_id"],
         ignore_label_id=expected["ignore_label_id"],
+        trm="total_puzzles" in expected,  # TRM's dataset.json has it
     )
-    written = load_split(example / "data").metadata.model_dump()
+    written = load_split(example / "data").metadata.model_dump(exclude_none=True)
     assert written == {**written, **expected}, (written, expected)
     print(f"wrote {len(pairs)} puzzles to {example / 'data' / 'test'}")
 

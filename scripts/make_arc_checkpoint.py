@@ -1,4 +1,5 @@
-"""Write an HRM checkpoint the size of the published ARC-2 one, with random weights.
+"""Write an HRM checkpoint the size of the published ARC-2 one, or a TRM of a published shape,
+with random weights.
 
 The published HRM-checkpoint-ARC-2 holds the 27,276,290-parameter model and a puzzle-embedding
 table of 1,045,829 x 512 float32 (one row per augmented puzzle, 2.1 GB). This script writes a
@@ -7,6 +8,11 @@ checkpoint with the same shapes in upstream's layout (`all_config.yaml`, `data/t
 
     python scripts/make_arc_checkpoint.py --out /tmp/hrm-arc2            # 1,045,829 rows
     python scripts/make_arc_checkpoint.py --out /tmp/hrm-arc-100k --rows 100000
+    python scripts/make_arc_checkpoint.py --out /tmp/trm-sudoku --shape trm-sudoku --rows 1
+    python scripts/make_arc_checkpoint.py --out /tmp/trm-arc --shape trm-arc --rows 1
+
+TRM's shapes are its README's runs: Sudoku-Extreme with `mlp_t`, no positions, H_cycles 3,
+L_cycles 6 (81 + 16 tokens); ARC-AGI with attention, RoPE, H_cycles 3, L_cycles 4 (900 + 16).
 
 Weights are random and non-degenerate (upstream zero-inits the Q head and the puzzle table).
 """
@@ -21,8 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from hrm_mlir.models.config import HRMConfig
-from hrm_mlir.models.hrm import HRM
+from hrm_mlir.models.registry import family_of, model_class
 
 ARC2_ROWS = 1_045_829
 ARC2_ARCH = {
@@ -42,6 +47,31 @@ ARC2_ARCH = {
     "forward_dtype": "bfloat16",
 }
 SEQ_LEN, VOCAB = 900, 12  # 30x30 canvas; PAD, EOS and 10 colours
+TRM_ARCH = {  # TinyRecursiveModels' config/arch/trm.yaml
+    "name": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
+    "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"},
+    "H_cycles": 3,
+    "L_cycles": 6,
+    "H_layers": 0,
+    "L_layers": 2,
+    "hidden_size": 512,
+    "expansion": 4,
+    "num_heads": 8,
+    "pos_encodings": "rope",
+    "puzzle_emb_ndim": 512,
+    "puzzle_emb_len": 16,
+    "mlp_t": False,
+    "no_ACT_continue": True,
+    "halt_max_steps": 16,
+    "halt_exploration_prob": 0.1,
+    "forward_dtype": "bfloat16",
+}
+# --shape: (arch, seq_len, vocab)
+SHAPES = {
+    "hrm-arc2": (ARC2_ARCH, SEQ_LEN, VOCAB),
+    "trm-sudoku": ({**TRM_ARCH, "mlp_t": True, "pos_encodings": "none"}, 81, 11),
+    "trm-arc": ({**TRM_ARCH, "L_cycles": 4}, SEQ_LEN, VOCAB),
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,26 +81,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rows", type=int, default=ARC2_ROWS, help=f"puzzle identifiers (default: {ARC2_ROWS:,})"
     )
     p.add_argument("--seed", type=int, default=0, help="weight seed (default: 0)")
+    p.add_argument("--shape", choices=sorted(SHAPES), default="hrm-arc2")
     return p.parse_args(argv)
 
 
-def make_checkpoint(out: Path, rows: int, seed: int = 0) -> Path:
+def make_checkpoint(out: Path, rows: int, seed: int = 0, shape: str = "hrm-arc2") -> Path:
     """Write the checkpoint directory; returns the weights file."""
-    arch = {k: v for k, v in ARC2_ARCH.items() if k not in ("name", "loss")}
-    config = HRMConfig(**arch, vocab_size=VOCAB, seq_len=SEQ_LEN, num_puzzle_identifiers=rows)
+    arch_doc, seq_len, vocab = SHAPES[shape]
+    family = family_of(arch_doc["name"])
+    assert family is not None
+    arch = {k: v for k, v in arch_doc.items() if k not in ("name", "loss")}
+    config = family.config(**arch, vocab_size=vocab, seq_len=seq_len, num_puzzle_identifiers=rows)
     with torch.device("meta"):
-        shapes = {k: (v.shape, v.dtype) for k, v in HRM(config).state_dict().items()}
+        model = model_class(config)(config)
+        shapes = {k: (v.shape, v.dtype) for k, v in model.state_dict().items()}
     g = torch.Generator().manual_seed(seed)
     state = {}
     for key, (shape, dtype) in shapes.items():
         std = 0.5 if "q_head" in key else (1.0 if key.endswith("weights") else shape[-1] ** -0.5)
         state["_orig_mod.model." + key] = (torch.randn(shape, generator=g) * std).to(dtype)
     out.mkdir(parents=True, exist_ok=True)
-    doc = {"arch": ARC2_ARCH, "data_path": "data", "global_batch_size": 768, "lr": 1e-4}
+    doc = {"arch": arch_doc, "data_path": "data", "global_batch_size": 768, "lr": 1e-4}
     (out / "all_config.yaml").write_text(yaml.safe_dump(doc))
     meta_dir = out / "data" / "train"
     meta_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"seq_len": SEQ_LEN, "vocab_size": VOCAB, "num_puzzle_identifiers": rows, "pad_id": 0}
+    meta = {"seq_len": seq_len, "vocab_size": vocab, "num_puzzle_identifiers": rows, "pad_id": 0}
     (meta_dir / "dataset.json").write_text(json.dumps(meta) + "\n")
     weights = out / "checkpoint"
     torch.save(state, weights)
@@ -80,7 +115,7 @@ def make_checkpoint(out: Path, rows: int, seed: int = 0) -> Path:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
-    weights = make_checkpoint(args.out, args.rows, args.seed)
+    weights = make_checkpoint(args.out, args.rows, args.seed, args.shape)
     size = weights.stat().st_size / 2**20
     print(f"wrote {weights} ({size:.0f} MiB, {args.rows:,} puzzle rows) in "
           f"{time.perf_counter() - start:.1f} s")  # fmt: skip

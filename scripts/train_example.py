@@ -1,18 +1,23 @@
-"""Train the small example HRM checkpoint that solves N x N Sudoku, on CPU.
+"""Train a small example HRM or TRM checkpoint that solves N x N Sudoku, on CPU.
 
-Training follows upstream HRM (`pretrain.py`, `models/hrm/hrm_act_v1.py`, `models/losses.py`):
-deep supervision over ACT segments with a persistent carry. Each iteration runs ONE inner step on
-the carry, computes the loss, steps the optimizer and detaches the carry; rows that halted are
-reset to H_init / L_init and take the puzzle at their position in the freshly drawn batch.
-Halting (training) is `steps >= halt_max_steps` or `q_halt > q_continue`, subject to the random
+Training follows upstream (`pretrain.py` and `models/losses.py` of HRM and of TRM, which are the
+same loop): deep supervision over ACT segments with a persistent carry. Each iteration runs ONE
+inner step on the carry, computes the loss, steps the optimizer and detaches the carry; rows
+that halted are reset to H_init / L_init and take the puzzle at their position in the freshly
+drawn batch. Halting (training) is `steps >= halt_max_steps` or the family's rule (HRM:
+`q_halt > q_continue`; TRM with `no_ACT_continue`: `q_halt > 0`), subject to the random
 minimum-halt-step exploration. The loss is the LM loss plus 0.5 * (Q-halt BCE against "sequence
-exactly correct" + Q-continue BCE against the bootstrapped next-step target).
+exactly correct" + Q-continue BCE against the bootstrapped next-step target, which TRM with
+`no_ACT_continue` leaves out). The gradient is upstream's: HRM's last L and H update, TRM's last
+round. With `--ema` the saved weights are the exponential moving average, as TRM's
+`pretrain.py` saves them under `ema: True`.
 
 The checkpoint is written in upstream's layout: `all_config.yaml`, `data/<split>/dataset.json`
 and `step_<N>` (a `torch.save` state dict with `_orig_mod.model.` prefixed keys).
 
-    python scripts/train_example.py --seed 0            # train, save, evaluate
-    python scripts/train_example.py --eval              # evaluate the saved checkpoint
+    python scripts/train_example.py --seed 0            # train HRM, save, evaluate
+    python scripts/train_example.py --family trm --mlp-t --pos-encodings none --ema ...
+    python scripts/train_example.py --eval --out DIR    # evaluate a saved checkpoint
 """
 
 from __future__ import annotations
@@ -33,13 +38,14 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from hrm_mlir.core.types import DType
-from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.core.types import DType, HaltRule
+from hrm_mlir.models.config import ReasoningConfig
 from hrm_mlir.models.hrm import HRM
+from hrm_mlir.models.registry import FAMILIES, Family, family_of, model_class
 from hrm_mlir.puzzles import datagen
 
 KEY_PREFIX = "_orig_mod.model."
-ARCH_NAME = "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"
+FAMILY = {"hrm": FAMILIES[0], "trm": FAMILIES[2]}  # --family: upstream's HRM, TRM
 LOSS_NAME = "losses@ACTLossHead"
 IGNORE_LABEL_ID = -100
 
@@ -47,8 +53,9 @@ IGNORE_LABEL_ID = -100
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--family", choices=sorted(FAMILY), default="hrm")
     p.add_argument("--size", type=int, default=6, choices=sorted(datagen.BOX_SHAPES))
-    p.add_argument("--out", type=Path, default=None, help="default: examples/sudoku<N>x<N>")
+    p.add_argument("--out", type=Path, default=None, help="default: examples/[trm-]sudoku<N>x<N>")
     p.add_argument("--eval", action="store_true", help="only evaluate the saved checkpoint")
     p.add_argument("--threads", type=int, default=2)
     # data
@@ -64,8 +71,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--L-layers", type=int, default=2)
     p.add_argument("--H-cycles", type=int, default=2)
     p.add_argument("--L-cycles", type=int, default=2)
-    p.add_argument("--pos-encodings", default="rope", choices=["rope", "learned"])
+    p.add_argument("--pos-encodings", default="rope", choices=["rope", "learned", "none"])
     p.add_argument("--puzzle-emb-ndim", type=int, default=0)
+    # TRM only (upstream field names)
+    p.add_argument("--mlp-t", action="store_true", help="TRM: a SwiGLU across the sequence")
+    p.add_argument("--puzzle-emb-len", type=int, default=16, help="TRM: prefix tokens")
+    p.add_argument("--ACT-continue", action="store_true", help="TRM: no_ACT_continue false")
+    p.add_argument("--ema", action="store_true", help="save the EMA of the weights (TRM's)")
+    p.add_argument("--ema-rate", type=float, default=0.999)
     p.add_argument("--halt-max-steps", type=int, default=8)
     p.add_argument("--halt-exploration-prob", type=float, default=0.1)
     p.add_argument(
@@ -94,8 +107,15 @@ def parse_args() -> argparse.Namespace:
 
 def arch_section(args: argparse.Namespace) -> dict:
     """The `arch:` section of `all_config.yaml` (no vocab_size / seq_len / identifiers)."""
+    trm = {}
+    if args.family == "trm":
+        trm = {
+            "mlp_t": args.mlp_t,
+            "puzzle_emb_len": args.puzzle_emb_len,
+            "no_ACT_continue": not args.ACT_continue,
+        }
     return {
-        "name": ARCH_NAME,
+        "name": FAMILY[args.family].arch_name,
         "loss": {"name": LOSS_NAME, "loss_type": args.loss_type},
         "H_cycles": args.H_cycles,
         "L_cycles": args.L_cycles,
@@ -111,14 +131,17 @@ def arch_section(args: argparse.Namespace) -> dict:
         "halt_max_steps": args.halt_max_steps,
         "halt_exploration_prob": args.halt_exploration_prob,
         "forward_dtype": "float32",
+        **trm,
     }
 
 
 def all_config(args: argparse.Namespace, out: Path) -> dict:
     """What upstream `pretrain.py` dumps as `all_config.yaml` (`PretrainConfig.model_dump()`)."""
+    data = {"data_paths": ["data"]} if args.family == "trm" else {"data_path": "data"}
+    trm = {"ema": args.ema, "ema_rate": args.ema_rate} if args.family == "trm" else {}
     return {
         "arch": arch_section(args),
-        "data_path": "data",
+        **data,
         "global_batch_size": args.global_batch_size,
         "epochs": args.epochs,
         "lr": args.lr,
@@ -130,17 +153,19 @@ def all_config(args: argparse.Namespace, out: Path) -> dict:
         "puzzle_emb_lr": args.puzzle_emb_lr,
         "puzzle_emb_weight_decay": args.puzzle_emb_weight_decay,
         "project_name": f"Sudoku{args.size}x{args.size} ACT-torch",
-        "run_name": f"HierarchicalReasoningModel_ACTV1 seed{args.seed}",
+        "run_name": f"{FAMILY[args.family].arch_name.partition('@')[2]} seed{args.seed}",
         "checkpoint_path": str(out),
         "seed": args.seed,
         "checkpoint_every_eval": False,
         "eval_interval": None,
         "eval_save_outputs": [],
+        **trm,
     }
 
 
 def dataset_metadata(n: int, total_groups: int) -> dict:
-    """Upstream `PuzzleDatasetMetadata` fields, as `build_sudoku_dataset.py` fills them."""
+    """Upstream `PuzzleDatasetMetadata` fields, as `build_sudoku_dataset.py` fills them (TRM's
+    adds `total_puzzles`)."""
     return {
         "pad_id": datagen.PAD_ID,
         "ignore_label_id": 0,
@@ -151,12 +176,19 @@ def dataset_metadata(n: int, total_groups: int) -> dict:
         "total_groups": total_groups,
         "mean_puzzle_examples": 1,
         "sets": ["all"],
+        "total_puzzles": total_groups,
     }
 
 
-def hrm_config(arch: dict, n: int) -> HRMConfig:
+def family(arch: dict) -> Family:
+    found = family_of(arch["name"])
+    assert found is not None, arch["name"]
+    return found
+
+
+def model_config(arch: dict, n: int) -> ReasoningConfig:
     fields = {k: v for k, v in arch.items() if k not in ("name", "loss")}
-    return HRMConfig(
+    return family(arch).config(
         vocab_size=datagen.vocab_size(n),
         seq_len=n * n,
         num_puzzle_identifiers=1,
@@ -212,11 +244,15 @@ class BatchStream:
         return torch.from_numpy(self.inputs[idx]), torch.from_numpy(self.labels[idx])
 
 
-def train(args: argparse.Namespace, config: HRMConfig, train_set: datagen.SudokuSet) -> tuple:
-    """Train from scratch; returns (model, steps, wall seconds)."""
+def train(args: argparse.Namespace, config: ReasoningConfig, train_set: datagen.SudokuSet) -> tuple:
+    """Train from scratch; returns (model, steps, wall seconds); with `--ema` the model holds
+    the moving average of its parameters."""
     torch.manual_seed(args.seed)
-    model = HRM(config)
+    model = model_class(config)(config)
     model.train()
+    # Upstream's Q target: HRM's rule bootstraps q_continue; TRM's `no_ACT_continue` has none.
+    q_continue = config.halt_rule == HaltRule.Q_CONTINUE
+    ema = {n: p.detach().clone() for n, p in model.named_parameters()} if args.ema else None
     inner = model.inner
     opt = torch.optim.AdamW(
         model.parameters(),
@@ -260,14 +296,15 @@ def train(args: argparse.Namespace, config: HRMConfig, train_set: datagen.Sudoku
             is_last = steps >= max_steps
             halted = is_last
             if max_steps > 1:
-                halted = halted | (q_halt > q_cont)
+                halted = halted | config.halt_rule.halts(q_halt, q_cont)
                 explore = torch.rand_like(q_halt) < config.halt_exploration_prob
                 min_halt = explore * torch.randint_like(steps, low=2, high=max_steps + 1)
                 halted = halted & (steps >= min_halt)
-                _, _, _, next_halt, next_cont = inner(z_H, z_L, cur_in, pid)
-                target_q_cont = torch.sigmoid(
-                    torch.where(is_last, next_halt, torch.maximum(next_halt, next_cont))
-                )
+                if q_continue:
+                    _, _, _, next_halt, next_cont = inner(z_H, z_L, cur_in, pid)
+                    target_q_cont = torch.sigmoid(
+                        torch.where(is_last, next_halt, torch.maximum(next_halt, next_cont))
+                    )
             mask = cur_lab != IGNORE_LABEL_ID
             counts = mask.sum(-1)
             correct = mask & (logits.argmax(-1) == cur_lab)
@@ -278,7 +315,7 @@ def train(args: argparse.Namespace, config: HRMConfig, train_set: datagen.Sudoku
             q_halt, seq_correct.float(), reduction="sum"
         )
         q_cont_loss = torch.zeros(())
-        if max_steps > 1:
+        if max_steps > 1 and q_continue:
             q_cont_loss = F.binary_cross_entropy_with_logits(q_cont, target_q_cont, reduction="sum")
         loss = lm_loss + 0.5 * (q_halt_loss + q_cont_loss)
         (loss / b).backward()
@@ -295,6 +332,10 @@ def train(args: argparse.Namespace, config: HRMConfig, train_set: datagen.Sudoku
                 puzzle_emb.mul_(1 - emb_lr * args.puzzle_emb_weight_decay)
                 puzzle_emb.add_(puzzle_emb.grad.sign(), alpha=-emb_lr)
             puzzle_emb.grad = None
+        if ema is not None:  # upstream's EMAHelper.update, after each optimizer step
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    ema[n].mul_(args.ema_rate).add_(p.detach(), alpha=1 - args.ema_rate)
 
         done = halted.sum().item()
         for k, v in {
@@ -320,6 +361,10 @@ def train(args: argparse.Namespace, config: HRMConfig, train_set: datagen.Sudoku
             stats = {}
     if puzzle_emb is not None:
         puzzle_emb.requires_grad_(False)
+    if ema is not None:  # EMAHelper.ema_copy: what upstream evaluates and saves
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(ema[n])
     return model, total_steps, time.perf_counter() - start
 
 
@@ -359,12 +404,14 @@ def save_checkpoint(model: HRM, path: Path) -> None:
 
 def load_checkpoint(out: Path) -> tuple[HRM, dict, Path]:
     cfg = yaml.safe_load((out / "all_config.yaml").read_text())
-    meta = json.loads((out / cfg["data_path"] / "train" / "dataset.json").read_text())
+    data = cfg["data_path"] if "data_path" in cfg else cfg["data_paths"][0]
+    meta = json.loads((out / data / "train" / "dataset.json").read_text())
     n = math.isqrt(meta["seq_len"])
     ckpts = sorted(out.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
     if not ckpts:
         raise FileNotFoundError(f"no step_<N> checkpoint in {out}")
-    model = HRM(hrm_config(cfg["arch"], n))
+    config = model_config(cfg["arch"], n)
+    model = model_class(config)(config)
     state = torch.load(ckpts[-1], map_location="cpu", weights_only=True)
     model.load_state_dict({k.removeprefix(KEY_PREFIX): v for k, v in state.items()})
     return model, cfg, ckpts[-1]
@@ -406,7 +453,8 @@ def report(model: HRM, test: datagen.SudokuSet) -> dict:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    out = args.out or Path(f"examples/sudoku{args.size}x{args.size}")
+    prefix = "trm-" if args.family == "trm" else ""
+    out = args.out or Path(f"examples/{prefix}sudoku{args.size}x{args.size}")
     blank_range = (args.blank_min, args.blank_max)
 
     if args.eval:
@@ -421,7 +469,7 @@ def main() -> None:
     test = datagen.heldout(args.eval_puzzles, args.size, args.seed, train_set, blank_range)
     gen_s = time.perf_counter() - t0
     print(f"generated {len(train_set)} train + {len(test)} held-out puzzles in {gen_s:.1f}s")
-    config = hrm_config(arch_section(args), args.size)
+    config = model_config(arch_section(args), args.size)
     assert config.forward_dtype == DType.FLOAT32
     write_files(out, args, train_set, test)
 
@@ -434,6 +482,7 @@ def main() -> None:
     results = report(model, test)
     summary = {
         "seed": args.seed,
+        "family": config.FAMILY,
         "train_wall_s": wall,
         "datagen_wall_s": gen_s,
         "total_steps": total_steps,

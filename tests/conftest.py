@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random HRM configs with non-degenerate weights, saved as upstream does."""
+"""Shared fixtures: tiny random HRM and TRM configs with non-degenerate weights, saved as
+upstream does."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 import torch
 import yaml
 
-from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.models.config import HRMConfig, TRMConfig
 from hrm_mlir.models.hrm import HRM
+from hrm_mlir.models.registry import family_for
+from hrm_mlir.models.trm import TRM
 
 # Tests of x86-64 code (the project's kernels, named x86 CPUs) run where x86-64 code runs; on
 # another host they are skipped, not failed: what they check does not exist there.
@@ -51,8 +54,26 @@ SUDOKU_ARCH: dict[str, Any] = {
 }
 
 
+# A tiny TRM as upstream's `config/arch/trm.yaml` shapes it (H_layers 0, puzzle_emb_len 16),
+# attention + RoPE; tests vary `mlp_t` and `pos_encodings`.
+TINY_TRM_ARCH: dict[str, Any] = {
+    **TINY_ARCH,
+    "H_cycles": 2,
+    "L_cycles": 3,
+    "H_layers": 0,
+    "puzzle_emb_ndim": 64,
+    "puzzle_emb_len": 16,
+    "mlp_t": False,
+    "no_ACT_continue": True,
+}
+
+
 def tiny_config(**overrides: Any) -> HRMConfig:
     return HRMConfig(**{**TINY_ARCH, **TINY_DIMS, **overrides})
+
+
+def tiny_trm_config(**overrides: Any) -> TRMConfig:
+    return TRMConfig(**{**TINY_TRM_ARCH, **TINY_DIMS, **overrides})
 
 
 def randomize(model: HRM, seed: int = 0) -> HRM:
@@ -73,6 +94,13 @@ def random_model(seed: int = 0, **overrides: Any) -> HRM:
     return randomize(HRM(tiny_config(**overrides)), seed).eval()
 
 
+def random_trm(seed: int = 0, **overrides: Any) -> TRM:
+    torch.manual_seed(seed)
+    model = randomize(TRM(tiny_trm_config(**overrides)), seed)
+    assert isinstance(model, TRM)
+    return model.eval()
+
+
 def write_checkpoint(
     directory: Path,
     model: HRM,
@@ -88,11 +116,14 @@ def write_checkpoint(
     """
     directory.mkdir(parents=True, exist_ok=True)
     cfg = model.config
-    arch = {k: getattr(cfg, k) for k in TINY_ARCH}
+    keys = TINY_TRM_ARCH if isinstance(cfg, TRMConfig) else TINY_ARCH
+    arch = {k: getattr(cfg, k) for k in keys if k != "puzzle_emb_len"}
+    if isinstance(cfg, TRMConfig):
+        arch["puzzle_emb_len"] = cfg.puzzle_emb_len_setting
     arch["forward_dtype"] = cfg.forward_dtype.value
     doc = {
         "arch": {
-            "name": "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1",
+            "name": family_for(cfg).arch_name,
             "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"},
             **arch,
         },

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from hrm_mlir.evaluation.engine import Evaluation
     from hrm_mlir.exporter.module import ExportedModule
     from hrm_mlir.exporter.params import Params
-    from hrm_mlir.models.config import HRMConfig
+    from hrm_mlir.models.config import ReasoningConfig
     from hrm_mlir.puzzles import Puzzle
     from hrm_mlir.runner import CompiledACT, Solution
     from hrm_mlir.verification import VerifyReport
@@ -171,16 +171,20 @@ def compile(
 
 @dataclass
 class Verification:
-    """`verify`'s result: one report per batch size checked."""
+    """`verify`'s result: one report of `@step` per batch size checked, and of `@act` where the
+    module has one."""
 
     what: str  # the MLIR file, or how the step was exported here
     dtype: DType
     reports: list[tuple[int, VerifyReport]]
     notes: list[str] = field(default_factory=list)
+    act_reports: list[tuple[int, VerifyReport]] = field(default_factory=list)
+    ran_on: str = "this CPU"  # or "qemu-aarch64", "iree-run-module --device=vulkan"
 
     @property
     def failures(self) -> list[str]:
-        return [f"batch {b}: {f}" for b, r in self.reports for f in r.failures()]
+        step = [f"batch {b}: {f}" for b, r in self.reports for f in r.failures()]
+        return step + [f"@act batch {b}: {f}" for b, r in self.act_reports for f in r.failures()]
 
     @property
     def passed(self) -> bool:
@@ -188,7 +192,14 @@ class Verification:
 
     def as_dict(self) -> dict:
         reports = [{"batch_size": b, **r.as_dict()} for b, r in self.reports]
-        return {"passed": self.passed, "mlir": self.what, "reports": reports}
+        act = [{"batch_size": b, **r.as_dict()} for b, r in self.act_reports]
+        return {
+            "passed": self.passed,
+            "mlir": self.what,
+            "ran_on": self.ran_on,
+            "reports": reports,
+            "act_reports": act,
+        }
 
 
 def verify(
@@ -211,16 +222,19 @@ def verify(
     without, the checkpoint is exported here first (`params` "inline" or "external"). A symbolic
     batch is checked at each of `DYNAMIC_VERIFY_BATCHES`. `on_report(title, report)` sees each
     report as soon as it is made; compile's notes go to `notes` (the result's, too) as they come.
+    A module with `@act` (an `--entry act` file) has its loop checked too (`verify_act`). The
+    artifact runs where `options` builds it for: this CPU; an aarch64 one under qemu; a Vulkan
+    one on this machine's Vulkan device (`hrm_mlir.runtime.tool.open_artifact`).
     """
     from hrm_mlir.checkpoint.load import load_checkpoint
-    from hrm_mlir.compiler.driver import compile_and_load, compile_module
+    from hrm_mlir.compiler.driver import compile_module
     from hrm_mlir.compiler.options import CompileOptions
     from hrm_mlir.exporter.abi import parse_step_signature, read_functions
     from hrm_mlir.exporter.module import ExportOptions
     from hrm_mlir.exporter.params import Params, check_archive, required_parameters
     from hrm_mlir.exporter.step import export_step
-    from hrm_mlir.runtime.module import CompiledModule
-    from hrm_mlir.verification import verify_step
+    from hrm_mlir.runtime.tool import ToolModule, open_artifact
+    from hrm_mlir.verification import verify_act, verify_step
 
     options = options or CompileOptions()
     ck = load_checkpoint(checkpoint, seq_len=seq_len)
@@ -234,7 +248,7 @@ def verify(
         if archive is not None:
             check_archive(required_parameters(mlir), archive)
         vmfb = compile_module(mlir, options=options, notes=notes)
-        compiled = CompiledModule(vmfb, parameters=archive)
+        compiled = open_artifact(vmfb, parameters=archive)
         what = str(mlir)
     else:
         if archive is not None:
@@ -247,16 +261,24 @@ def verify(
             params=None if params is None else Params.parse(str(params)),
         )
         exported = export_step(ck, export_options)
-        compiled = compile_and_load(exported, options, notes=notes)
+        vmfb = compile_module(exported, options=options, notes=notes)
+        compiled = open_artifact(vmfb, parameters=exported.parameters or None)
         batch, dtype_ = export_options.batch_size, exported.config.forward_dtype
         what = f"@step exported as {export_options.output_type} ({exported.options.params} weights)"
     model = ck.build_model(dtype_)
-    result = Verification(what, dtype_, [], notes)
+    ran_on = compiled.runner.how if isinstance(compiled, ToolModule) else "this CPU"
+    result = Verification(what, dtype_, [], notes, ran_on=ran_on)
+    where = "" if ran_on == "this CPU" else f", run by {ran_on}"
     for b in [batch] if batch is not None else list(DYNAMIC_VERIFY_BATCHES):
         report = verify_step(model, compiled, b, seed=seed)
         if on_report is not None:
-            on_report(f"{what} vs PyTorch ({dtype_}, batch {b})", report)
+            on_report(f"{what} vs PyTorch ({dtype_}, batch {b}{where})", report)
         result.reports.append((b, report))
+        if "act" in compiled.function_names:
+            report = verify_act(model, compiled, b, seed=seed)
+            if on_report is not None:
+                on_report(f"@act of {what} vs PyTorch ({dtype_}, batch {b}{where})", report)
+            result.act_reports.append((b, report))
     return result
 
 
@@ -265,7 +287,7 @@ class Run:
     """`run`'s result: the puzzles, their solutions and how they were reached."""
 
     what: str  # the model that ran
-    config: HRMConfig
+    config: ReasoningConfig
     puzzles: list[Puzzle]
     solutions: list[Solution]
     max_steps: int
@@ -300,8 +322,9 @@ def run(
     `model`: a checkpoint directory (its `@act` is compiled here for this CPU, at `batch_size`
     and `dtype`), or the .vmfb of an `@act` export (`params` its archive, `checkpoint` the
     checkpoint for `compare_pytorch`). `max_steps` defaults to the checkpoint's
-    `halt_max_steps`; `q_halt` stops each puzzle once q_halt > q_continue. `identifiers`: the
-    dataset's identifiers.json, mapping ARC task names to puzzle-embedding rows.
+    `halt_max_steps`; `q_halt` stops each puzzle once its family's rule holds (HRM:
+    q_halt > q_continue; TRM: q_halt > 0). `identifiers`: the dataset's identifiers.json,
+    mapping ARC task names to puzzle-embedding rows.
     """
     from hrm_mlir.checkpoint.load import load_checkpoint
     from hrm_mlir.exporter.params import Params
@@ -348,7 +371,7 @@ def run(
     return result
 
 
-def _puzzles(path, family, config: HRMConfig, identifiers) -> list[Puzzle]:
+def _puzzles(path, family, config: ReasoningConfig, identifiers) -> list[Puzzle]:
     """The puzzles of a file, checked against the model's seq_len (and given their ARC
     embedding rows from `identifiers`)."""
     from hrm_mlir.puzzles import load_puzzles
@@ -583,7 +606,7 @@ def _score_arc(predictions, arc_split, source: str, submission, plot) -> ArcScor
     return scored
 
 
-def _check(split, config: HRMConfig, where: str) -> None:
+def _check(split, config: ReasoningConfig, where: str) -> None:
     split.check_model(
         vocab_size=config.vocab_size,
         seq_len=config.seq_len,

@@ -18,7 +18,8 @@ from hrm_mlir.core.types import DType, OutputType
 from hrm_mlir.exporter.act import DYNAMIC, export_act
 from hrm_mlir.exporter.module import ExportOptions
 from hrm_mlir.exporter.params import Params
-from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.models.config import ReasoningConfig
+from hrm_mlir.models.registry import config_from_json
 from hrm_mlir.puzzles import Puzzle, encode_batch, get_codec
 from hrm_mlir.runtime.module import CompiledModule
 
@@ -28,7 +29,7 @@ class CompiledACT:
     """A compiled `@act` with the model config and batch size it was exported for."""
 
     module: CompiledModule
-    config: HRMConfig
+    config: ReasoningConfig
     batch_size: int | None  # None: a symbolic batch, any number of rows per call
 
     @classmethod
@@ -43,7 +44,7 @@ class CompiledACT:
         meta = module.reflection("act")
         if "hrm.config" not in meta:
             raise HrmMlirError(f"{path}: @act carries no hrm.config (not built by hrm-mlir)")
-        config = HRMConfig.model_validate_json(meta["hrm.config"])
+        config = config_from_json(meta["hrm.config"])
         batch = meta["hrm.batch_size"]
         return cls(module, config, None if batch == DYNAMIC else int(batch))
 

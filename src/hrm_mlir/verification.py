@@ -3,7 +3,8 @@
 Outputs are compared in order: count, then per output shape, dtype and values, each with its own
 message. Values are judged by relative L2 error against a per-dtype table; the report also gives
 what users care about: argmax agreement of the logits (the answer) and agreement of the halt
-decision `q_halt > q_continue`, so a small norm cannot hide flipped answers.
+decision (the family's rule: `q_halt > q_continue` for HRM, `q_halt > 0` for TRM), so a small
+norm cannot hide flipped answers.
 """
 
 from __future__ import annotations
@@ -13,9 +14,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hrm_mlir.core.numerics import TOLERANCES, OutputComparison, Tolerance, compare_one
-from hrm_mlir.core.types import DType
+from hrm_mlir.core.numerics import (
+    TOLERANCES,
+    OutputComparison,
+    Tolerance,
+    compare_one,
+    step_tolerance,
+)
+from hrm_mlir.core.types import DType, HaltRule
 from hrm_mlir.exporter.abi import STEP_OUTPUTS
+from hrm_mlir.exporter.reference import step_depth
 from hrm_mlir.exporter.trace import random_step_inputs
 
 
@@ -27,7 +35,7 @@ class VerifyReport:
     tolerance: Tolerance
     outputs: list[OutputComparison] = field(default_factory=list)
     argmax_agreement: float | None = None  # fraction of logits positions with equal argmax
-    halt_agreement: float | None = None  # fraction of rows with equal q_halt > q_continue
+    halt_agreement: float | None = None  # fraction of rows with the same halt decision
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -97,6 +105,7 @@ def compare(
     ref: Sequence[torch.Tensor],
     dtype: DType,
     tolerance: Tolerance | None = None,
+    rule: HaltRule = HaltRule.Q_CONTINUE,
 ) -> VerifyReport:
     """Compare outputs `got` with reference outputs `ref` (same order as `names`)."""
     tolerance = tolerance or TOLERANCES[dtype]
@@ -115,7 +124,7 @@ def compare(
     if "q_halt_logits" in by_name and "q_continue_logits" in by_name:
         (gh, rh), (gc, rc) = by_name["q_halt_logits"], by_name["q_continue_logits"]
         if gh.shape == rh.shape and gc.shape == rc.shape:
-            report.halt_agreement = _agreement(gh > gc, rh > rc)
+            report.halt_agreement = _agreement(rule.halts(gh, gc), rule.halts(rh, rc))
     return report
 
 
@@ -150,4 +159,25 @@ def verify_step(model, compiled, batch_size: int, seed: int = 0) -> VerifyReport
     with torch.no_grad():
         ref = model.inner(*args)
     got = compiled.call("step", *args)
-    return compare(STEP_OUTPUTS, got, ref, model.config.forward_dtype)
+    cfg = model.config
+    tolerance = step_tolerance(cfg.forward_dtype, step_depth(cfg))
+    return compare(STEP_OUTPUTS, got, ref, cfg.forward_dtype, tolerance, rule=cfg.halt_rule)
+
+
+def verify_act(model, compiled, batch_size: int, seed: int = 0) -> VerifyReport:
+    """Run `@act` of a compiled module and `model.act` on the same random puzzles: the steps
+    of the compile self-check's case (`exporter.reference.ACT_STEPS`, no Q-halting), judged by
+    the loop tolerances (`numerics.LOOP_TOLERANCES`: rounding compounds through the carry)."""
+    from hrm_mlir.core.numerics import LOOP_TOLERANCES
+    from hrm_mlir.exporter.reference import ACT_NAMES, ACT_STEPS
+
+    cfg = model.config
+    _, _, inputs, ids = random_step_inputs(cfg, batch_size, seed)
+    with torch.no_grad():
+        ref = model.act(inputs, ids, max_steps=ACT_STEPS, q_halt=False)
+    i32 = torch.int32
+    steps, q_halt = torch.tensor(ACT_STEPS, dtype=i32), torch.tensor(0, dtype=i32)
+    got = compiled.call("act", inputs, ids, steps, q_halt)
+    expected = (ref.logits, ref.q_halt_logits, ref.q_continue_logits, ref.steps)
+    tolerance = LOOP_TOLERANCES[cfg.forward_dtype]
+    return compare(ACT_NAMES, got, expected, cfg.forward_dtype, tolerance, rule=cfg.halt_rule)

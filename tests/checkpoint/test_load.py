@@ -140,7 +140,10 @@ def test_reports_every_missing_unexpected_and_misshaped_key_together(tmp_path: P
         (lambda d: _config_only(d, text="data_path: x\n"), "no 'arch:' section"),
         (
             lambda d: _config_only(d, arch={"name": "transformer@Baseline"}),
-            "only hrm.hrm_act_v1 models are supported",
+            "arch.name is 'transformer@Baseline'; the supported ones are "
+            "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1, "
+            "recursive_reasoning.hrm@HierarchicalReasoningModel_ACTV1, "
+            "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
         ),
         (lambda d: _two_pt(d), "several weights files (a.pt, b.pt); pass the one to use"),
         (lambda d: _garbage_weights(d), "step_1: not a PyTorch checkpoint"),

@@ -141,7 +141,7 @@ def test_compile_writes_nothing_when_every_configuration_fails(model, tmp_path, 
     assert out.exists()  # the user said not to check
     mlir = export_step(model, ExportOptions(batch_size=2)).save(tmp_path / "right.mlirbc")
     assert main(["compile", str(mlir), "-o", str(out)]) == 0
-    assert "checked against PyTorch: @step at batch 2" in capsys.readouterr().out
+    assert "checked against PyTorch on this CPU: @step at batch 2" in capsys.readouterr().out
 
 
 def test_the_artifact_records_its_target(model):
@@ -178,7 +178,7 @@ def test_a_named_cpu_this_machine_runs_is_checked_and_gpu_targets_say_they_are_n
     from hrm_mlir.compiler.options import Target
 
     compile_module(export_step(model), options=CompileOptions(target=Target.CUDA), notes=notes)
-    assert notes == ["not checked: cuda artifacts are not run on this machine"]
+    assert notes == ["not checked: no cuda device here"]  # this machine has no CUDA GPU
 
 
 def test_unknown_cpu_is_one_clear_line(tmp_path, capsys, model):

@@ -35,7 +35,7 @@ from hrm_mlir.exporter.params import Params
 from hrm_mlir.exporter.step import export_step
 from hrm_mlir.exporter.trace import ZeroCopyLiterals, random_step_inputs
 from hrm_mlir.models.hrm import export_attention
-from hrm_mlir.runtime.module import CompiledModule
+from hrm_mlir.runtime.module import CompiledModule, recorded_target
 from hrm_mlir.verification import STEP_OUTPUTS, TOLERANCES, compare, verify_step
 from tests.conftest import random_model
 
@@ -146,13 +146,19 @@ def test_atomic_write_leaves_nothing_on_interrupt(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    ("target", "format_name"),
-    [(Target.CUDA, b"cuda-nvptx-fb"), (Target.VULKAN, b"vulkan-spirv-fb")],
+    ("options", "format_name"),
+    [
+        (CompileOptions(target=Target.CUDA), b"cuda-nvptx-fb"),
+        (CompileOptions(target=Target.ROCM, rocm_arch="gfx942"), b"rocm-hsaco-fb"),
+        (CompileOptions(target=Target.VULKAN), b"vulkan-spirv-fb"),
+    ],
+    ids=["cuda-sm_80", "rocm-gfx942", "vulkan-baseline"],
 )
-def test_gpu_artifacts_build_on_a_cpu_only_machine(model, target, format_name):
+def test_gpu_artifacts_build_on_a_cpu_only_machine(model, options, format_name):
     exported = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS))
-    vmfb = compile_module(exported, options=CompileOptions(target=target))
+    vmfb = compile_module(exported, options=options)
     assert format_name in vmfb  # the module carries a GPU executable of that format
+    assert recorded_target(vmfb)["target"] == options.target_name()  # e.g. "rocm:gfx942"
 
 
 def _whole_step_trace(model, output_type: str, **kwargs):

@@ -1,4 +1,4 @@
-"""Side-by-side latency of one HRM step: PyTorch eager, torch.compile, ONNX Runtime, OpenVINO
+"""Side-by-side latency of one HRM or TRM step: PyTorch eager, torch.compile, ONNX Runtime, OpenVINO
 and IREE.
 
 ONNX Runtime and OpenVINO (its CPU plugin, computing in float32) load one ONNX export of the
@@ -39,25 +39,33 @@ from hrm_mlir.checkpoint.load import Checkpoint
 from hrm_mlir.compiler.driver import compile_and_load
 from hrm_mlir.compiler.options import CompileOptions
 from hrm_mlir.core.errors import HrmMlirError, first_line
+from hrm_mlir.core.numerics import step_tolerance
 from hrm_mlir.core.types import DType, OutputType
 from hrm_mlir.exporter.abi import STEP_OUTPUTS
 from hrm_mlir.exporter.module import ExportOptions
 from hrm_mlir.exporter.params import Params
+from hrm_mlir.exporter.reference import step_depth
 from hrm_mlir.exporter.step import export_step
 from hrm_mlir.exporter.trace import random_step_inputs
-from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.models.config import ReasoningConfig
 from hrm_mlir.models.hrm import HRM
+from hrm_mlir.models.registry import family_by_key
 from hrm_mlir.runtime.module import CompiledModule
 from hrm_mlir.verification import compare
 
 
-def step_flops(config: HRMConfig, batch_size: int) -> int:
+def step_flops(config: ReasoningConfig, batch_size: int) -> int:
     """Matmul FLOPs (2 per multiply-add) of one ACT step; elementwise work is not counted."""
     d, s, i = config.hidden_size, config.total_seq_len, config.intermediate_size
     rows = batch_size * s
-    block = 2 * rows * d * (3 * d + d + 2 * i + i)  # qkv, o, gate_up, down projections
-    block += 2 * 2 * batch_size * config.num_heads * s * s * config.head_dim  # QK^T, PV
-    blocks = config.H_cycles * (config.L_cycles * config.L_layers + config.H_layers)
+    block = 2 * rows * d * (2 * i + i)  # the channel SwiGLU: gate_up, down
+    if config.mlp_t:  # TRM's token SwiGLU: (B*D, S) rows, S -> 2*inner -> S
+        block += 2 * batch_size * d * s * 3 * config.token_mixer_size
+    else:  # qkv, o projections; QK^T, PV
+        block += 2 * rows * d * (3 * d + d)
+        block += 2 * 2 * batch_size * config.num_heads * s * s * config.head_dim
+    h_layers = config.L_layers if config.shared_levels else config.H_layers
+    blocks = config.H_cycles * (config.L_cycles * config.L_layers + h_layers)
     # lm_head on the puzzle's tokens (the puzzle-embedding ones are sliced off before it);
     # q_head on every token (the model keeps token 0; see `HRMInner.forward`)
     heads = 2 * batch_size * config.seq_len * d * config.vocab_size + 2 * rows * d * 2
@@ -150,10 +158,12 @@ def _runners(
     dtype = model.config.forward_dtype
     out: dict[str, tuple[Callable[[], object], str]] = {}
 
+    tolerance = step_tolerance(dtype, step_depth(model.config))
+
     def checked(name: str, got) -> str:
-        report = compare(STEP_OUTPUTS, [torch.as_tensor(g) for g in got], ref, dtype)
+        report = compare(STEP_OUTPUTS, [torch.as_tensor(g) for g in got], ref, dtype, tolerance)
         if not report.passed:
-            raise RuntimeError(f"{name} at batch {batch} is wrong: {report.failures()}")
+            raise HrmMlirError(f"{name} at batch {batch} is wrong: {report.failures()}")
         return f"max rel-L2 {max(o.rel_l2 for o in report.outputs):.1e}"
 
     if "eager" in runtimes:
@@ -524,7 +534,8 @@ def plot(report: BenchReport, path: Path) -> None:
     ax.set_xlabel("batch size")
     ax.set_ylabel("median ms per ACT step")
     ax.set_title(
-        f"HRM step, float32, {report.threads} threads (peak {report.peak_gflops:.0f} GFLOP/s)"
+        f"{family_by_key(report.config.get('family', 'hrm_act_v1')).title} step, float32, "
+        f"{report.threads} threads (peak {report.peak_gflops:.0f} GFLOP/s)"
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()

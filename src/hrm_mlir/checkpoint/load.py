@@ -1,8 +1,10 @@
-"""Find, load and validate a trained HRM checkpoint directory.
+"""Find, load and validate a trained HRM or TRM checkpoint directory.
 
-A checkpoint is what upstream `pretrain.py` writes: `all_config.yaml` (the training config, the
-model settings under `arch:`) beside a weights file. The weights file may be `step_<N>` (highest N
-wins), `checkpoint` (the published HRM checkpoints), `*.pt` / `*.pth` or `*.safetensors`.
+A checkpoint is what upstream `pretrain.py` (HRM's and TRM's alike) writes: `all_config.yaml`
+(the training config, the model settings under `arch:`) beside a weights file. The weights file
+may be `step_<N>` (highest N wins), `checkpoint` (the published HRM checkpoints), `*.pt` /
+`*.pth` or `*.safetensors`. TRM's EMA checkpoints (`ema: True`) hold the averaged weights under
+the usual names, and load as any other.
 Weights are only ever read with `torch.load(..., weights_only=True)` or safetensors.
 """
 
@@ -23,9 +25,9 @@ from pydantic import ValidationError
 from hrm_mlir.checkpoint.hub import fetch, is_hub_id
 from hrm_mlir.core.errors import CheckpointError, first_line
 from hrm_mlir.core.types import DType
-from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.models.config import ReasoningConfig
 from hrm_mlir.models.hrm import HRM
-from hrm_mlir.models.registry import family_of, supported
+from hrm_mlir.models.registry import Family, family_for, family_of, model_class, supported
 
 CONFIG_NAME = "all_config.yaml"
 _STEP_RE = re.compile(r"^step_(\d+)$")
@@ -48,7 +50,7 @@ class Checkpoint:
 
     config_path: Path
     weights_path: Path
-    config: HRMConfig
+    config: ReasoningConfig
     state_dict: dict[str, torch.Tensor]
     seq_len_source: str
     notes: list[str] = field(default_factory=list)
@@ -58,7 +60,11 @@ class Checkpoint:
         """The PyTorch model in eval mode, computing in `dtype` (default: `forward_dtype`)."""
         return build_model(self.config_for(dtype), self.state_dict)
 
-    def config_for(self, dtype: DType | str | None) -> HRMConfig:
+    @property
+    def family(self) -> Family:
+        return family_for(self.config)
+
+    def config_for(self, dtype: DType | str | None) -> ReasoningConfig:
         if dtype is None:
             return self.config
         return self.config.model_copy(update={"forward_dtype": DType.parse(dtype)})
@@ -109,7 +115,7 @@ def load_checkpoint(
     path = Path(path)
     config_path = _config_path(path)
     raw = _read_yaml(config_path)
-    arch = _arch_section(raw, config_path)
+    family, arch = _arch_section(raw, config_path)
     weights_path = _weights_path(path, notes)
     state = _strip_prefixes(_read_weights(weights_path))
 
@@ -119,11 +125,11 @@ def load_checkpoint(
         "num_puzzle_identifiers": _dim(state, _PUZZLE_KEY, 0, weights_path) if puzzle_dim else 0,
     }
     seq, seq_source = _infer_seq_len(
-        arch, raw, state, config_path, seq_len, notes, seq_len_fallback
+        family, arch, raw, state, config_path, seq_len, notes, seq_len_fallback
     )
     dims["seq_len"] = seq
     try:
-        config = HRMConfig(**{**arch, **dims})
+        config = family.config(**{**arch, **dims})
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(map(str, err['loc'])) or 'arch'}: "
@@ -186,16 +192,17 @@ def _read_yaml(config_path: Path) -> dict[str, Any]:
     return raw
 
 
-def _arch_section(raw: dict[str, Any], config_path: Path) -> dict[str, Any]:
+def _arch_section(raw: dict[str, Any], config_path: Path) -> tuple[Family, dict[str, Any]]:
     arch = raw.get("arch")
     if not isinstance(arch, dict):
         raise CheckpointError(f"{config_path}: no 'arch:' section with the model settings")
     name = str(arch.get("name", ""))
-    if family_of(name) is None:
+    family = family_of(name)
+    if family is None:
         raise CheckpointError(
-            f"{config_path}: arch.name is {name!r}; only {supported()} models are supported"
+            f"{config_path}: arch.name is {name!r}; the supported ones are {supported()}"
         )
-    return {k: v for k, v in arch.items() if k not in ("name", "loss")}
+    return family, {k: v for k, v in arch.items() if k not in ("name", "loss", "family")}
 
 
 def _read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
@@ -247,6 +254,7 @@ def _dim(state: dict[str, torch.Tensor], key: str, axis: int, weights_path: Path
 
 
 def _infer_seq_len(
+    family: Family,
     arch: dict[str, Any],
     raw: dict[str, Any],
     state: dict[str, torch.Tensor],
@@ -255,8 +263,7 @@ def _infer_seq_len(
     notes: list[str],
     fallback: int | None = None,
 ) -> tuple[int, str]:
-    hidden = int(arch.get("hidden_size", 0) or 0)
-    puzzle_len = -(int(arch.get("puzzle_emb_ndim", 0) or 0) // -hidden) if hidden > 0 else 0
+    puzzle_len = family.config.prefix_len_of(arch)
     if arch.get("pos_encodings") == "learned" and _POS_KEY in state:
         from_weights = int(state[_POS_KEY].shape[0]) - puzzle_len
         if requested is not None and requested != from_weights:
@@ -283,7 +290,11 @@ def _infer_seq_len(
 
 
 def _find_dataset_json(raw: dict[str, Any], config_path: Path) -> tuple[int, Path] | None:
+    """`seq_len` of the training set: HRM's `data_path`, or the first of TRM's `data_paths`."""
     data_path = raw.get("data_path")
+    paths = raw.get("data_paths")
+    if (not isinstance(data_path, str) or not data_path) and isinstance(paths, list) and paths:
+        data_path = paths[0]
     if not isinstance(data_path, str) or not data_path:
         return None
     for base in (config_path.parent, Path.cwd()):
@@ -297,9 +308,10 @@ def _find_dataset_json(raw: dict[str, Any], config_path: Path) -> tuple[int, Pat
     return None
 
 
-def _validate_state(state: dict[str, torch.Tensor], config: HRMConfig, path: Path) -> None:
+def _validate_state(state: dict[str, torch.Tensor], config: ReasoningConfig, path: Path) -> None:
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in HRM(config).state_dict().items()}
+        model = model_class(config)(config)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     misshaped = [
@@ -324,8 +336,9 @@ def _validate_state(state: dict[str, torch.Tensor], config: HRMConfig, path: Pat
         raise CheckpointError(f"{path}: weights do not match the config: " + "; ".join(parts))
 
 
-def build_model(config: HRMConfig, state: Mapping[str, torch.Tensor]) -> HRM:
-    """An eval-mode `HRM` holding `state` (tensors shared, not copied).
+def build_model(config: ReasoningConfig, state: Mapping[str, torch.Tensor]) -> HRM:
+    """An eval-mode model of `config`'s family (`HRM` or `TRM`) holding `state` (tensors
+    shared, not copied).
 
     H_init / L_init are cast to the forward dtype, where upstream creates them.
     """
@@ -333,6 +346,6 @@ def build_model(config: HRMConfig, state: Mapping[str, torch.Tensor]) -> HRM:
     inits = ("inner.H_init", "inner.L_init")
     state = {k: v.to(dtype) if k in inits else v for k, v in state.items()}
     with torch.device("meta"):
-        model = HRM(config)
+        model = model_class(config)(config)
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()

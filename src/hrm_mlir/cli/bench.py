@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             report.phases = bench.measure_phases(ck.weights_path, args.seq_len, Path(tmp))
     t = Table(
-        title=f"HRM step, float32, {report.threads} threads, "
+        title=f"{ck.family.title} step, float32, {report.threads} threads, "
         f"measured fp32 peak {report.peak_gflops:.0f} GFLOP/s"
     )
     for col in (

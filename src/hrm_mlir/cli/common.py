@@ -167,8 +167,10 @@ def add_model_options(p: argparse.ArgumentParser, *, dtype_default: str) -> None
 
 
 def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None:
-    """iree-compile options; commands that run on this CPU (verify, run) take the CPU ones."""
+    """iree-compile options; commands that run on this machine's CPU (run, bench, evaluate)
+    take the CPU ones only (gpu=False)."""
     from hrm_mlir.compiler.options import Target
+    from hrm_mlir.runtime.target import VULKAN_BASELINE
 
     if gpu:
         p.add_argument(
@@ -184,9 +186,25 @@ def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None
             help="CUDA target (default: sm_80; IREE 3.13 cannot compile for sm_90, iree#22147)",
         )
         p.add_argument(
+            "--rocm-arch",
+            "--rocm_arch",
+            default="gfx942",
+            help="ROCm target (default: gfx942, MI300)",
+        )
+        p.add_argument(
             "--vulkan-target",
-            default="ampere",
-            help="Vulkan target: an architecture (ampere, rdna3, ...) (default: ampere)",
+            "--vulkan_target",
+            default=VULKAN_BASELINE,
+            help=f"Vulkan target (default: {VULKAN_BASELINE}, a baseline profile that any "
+            "Vulkan device runs; device-specific ones such as ampere, rdna3, valhall are "
+            "faster on their GPUs and wrong elsewhere)",
+        )
+        p.add_argument(
+            "--cpu-triple",
+            "--cpu_triple",
+            default=None,
+            help="llvm-cpu target triple, e.g. aarch64-linux-gnu for ARM64 Linux (default: "
+            "this machine's); with --cpu generic, neoverse-n1, apple-m1, cortex-a76, ...",
         )
     p.add_argument(
         "--cpu",
@@ -236,7 +254,9 @@ def compile_options(args: argparse.Namespace):
         target=getattr(args, "target", defaults.target),
         cpu=args.cpu,
         cuda_arch=getattr(args, "cuda_arch", defaults.cuda_arch),
+        rocm_arch=getattr(args, "rocm_arch", defaults.rocm_arch),
         vulkan_target=getattr(args, "vulkan_target", defaults.vulkan_target),
+        cpu_triple=getattr(args, "cpu_triple", defaults.cpu_triple),
         tuned=args.tuned,
         gemm_kernels=args.gemm_kernels,
         extra_flags=tuple(args.iree_flag),

@@ -94,4 +94,7 @@ def kernel_summary(stats: dict) -> str:
 
 
 def checked_summary(stats: dict) -> str:
-    return f"; checked against PyTorch: {stats['checked']}" if stats.get("checked") else ""
+    if not stats.get("checked"):
+        return ""
+    on = f" on {stats['checked_on']}" if stats.get("checked_on") else ""
+    return f"; checked against PyTorch{on}: {stats['checked']}"

@@ -54,7 +54,8 @@ def add_parser(subparsers) -> None:
         "--q-halt",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="stop each row once q_halt > q_continue (default: off, upstream's evaluation)",
+        help="stop each row once it halts: q_halt > q_continue (HRM), q_halt > 0 (TRM) "
+        "(default: off, upstream's evaluation)",
     )
     p.add_argument(
         "--continuous",

@@ -37,12 +37,14 @@ def run(args: argparse.Namespace) -> int:
             "source": ck.source,
             "config_path": str(ck.config_path),
             "weights_path": str(ck.weights_path),
-            "config": cfg.model_dump(mode="json"),
+            "family": {"arch_name": ck.family.arch_name, "title": ck.family.title},
+            "config": cfg.model_dump(mode="json", by_alias=True),
             "derived": {
                 "puzzle_emb_len": cfg.puzzle_emb_len,
                 "total_seq_len": cfg.total_seq_len,
                 "head_dim": cfg.head_dim,
                 "intermediate_size": cfg.intermediate_size,
+                "halt_rule": str(cfg.halt_rule),
             },
             "seq_len_source": ck.seq_len_source,
             "parameter_count": ck.parameter_count,
@@ -59,13 +61,18 @@ def run(args: argparse.Namespace) -> int:
     t = Table(title=f"{ck.weights_path}", show_header=False)
     t.add_column("field")
     t.add_column("value")
-    for key, value in cfg.model_dump().items():
-        t.add_row(key, str(value))
+    t.add_row("family", f"{ck.family.title}: {ck.family.arch_name}")
+    for key, value in cfg.model_dump(by_alias=True).items():
+        if key != "family":
+            t.add_row(key, str(value))
     t.add_section()
     t.add_row("seq_len from", ck.seq_len_source)
     t.add_row("puzzle_emb_len", str(cfg.puzzle_emb_len))
     t.add_row("activations", f"[B, {cfg.total_seq_len}, {cfg.hidden_size}]")
     t.add_row("SwiGLU width", str(cfg.intermediate_size))
+    if cfg.mlp_t:
+        t.add_row("token SwiGLU width", str(cfg.token_mixer_size))
+    t.add_row("Q-halting rule", str(cfg.halt_rule))
     t.add_row("parameters", f"{ck.parameter_count:,}")
     t.add_row("stored dtypes", ", ".join(f"{k} x{v}" for k, v in ck.dtypes.items()))
     out.print(t)

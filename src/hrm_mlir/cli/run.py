@@ -44,7 +44,8 @@ def add_parser(subparsers) -> None:
         "--q-halt",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="stop each puzzle once q_halt > q_continue (default: off, upstream's eval loop)",
+        help="stop each puzzle once it halts: q_halt > q_continue (HRM), q_halt > 0 (TRM) "
+        "(default: off, upstream's eval loop)",
     )
     p.add_argument(
         "--batch_size",

@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     add_params_source_option(p, modes=True)
-    add_compile_options(p, gpu=False)
+    add_compile_options(p)
     p.set_defaults(func=run)
 
 

@@ -141,7 +141,7 @@ def compile_module(
                     raise CompileError(_describe_failure(str(e), config.path, output)) from None
                 failed.append((config, f"IREE rejected them ({_first_error(str(e))[:160]})"))
                 continue
-            problem = run_check(vmfb) if run_check else None
+            problem = run_check.run(vmfb) if run_check else None
             if problem is None:
                 chosen = config
                 break
@@ -159,6 +159,7 @@ def compile_module(
         stats["qkv_kernels"] = sum(qkv is not None for _, qkv in chosen.attention)
         stats["kernel_isa"] = options.gemm_isa() if chosen.kernels or chosen.attention else None
         stats["checked"] = checked(prepared.cases) if run_check else None
+        stats["checked_on"] = run_check.where if run_check else None
     if output is not None:
         write_atomic(output, vmfb)
     return vmfb

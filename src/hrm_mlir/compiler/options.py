@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hrm_mlir.core.types import ChoiceEnum, DType
-from hrm_mlir.runtime.target import CpuTarget, resolve_cpu
+from hrm_mlir.runtime.target import VULKAN_BASELINE, CpuTarget, resolve_cpu
 
 # The fastest llvm-cpu flags found for the float32 HRM step on AVX2 machines (`hrm-mlir bench`
 # measures them beside IREE's defaults). Data tiling is the largest gain; it also makes dispatches
@@ -43,6 +43,7 @@ class Target(ChoiceEnum):
 
     LLVM_CPU = "llvm-cpu"
     CUDA = "cuda"
+    ROCM = "rocm"
     VULKAN = "vulkan"
 
 
@@ -58,7 +59,12 @@ class CompileOptions:
         cuda_arch: `--iree-cuda-target` for the cuda target. IREE 3.13 knows no sm_90+ target
             ("missing GPU target in #hal.executable.target", iree-org/iree#22147), so the
             default is sm_80, whose PTX the driver JIT-compiles for Hopper too.
-        vulkan_target: `--iree-vulkan-target` (e.g. ampere, rdna3, valhall4).
+        rocm_arch: `--iree-rocm-target` for the rocm target (gfx942 = MI300).
+        vulkan_target: `--iree-vulkan-target`: a baseline profile by default, which any
+            Vulkan device runs; a device-specific target (ampere, rdna3, valhall4) is faster
+            on its GPUs and wrong on others (`hrm_mlir.runtime.target.VULKAN_BASELINE`).
+        cpu_triple: `--iree-llvmcpu-target-triple` (aarch64-linux-gnu: ARM64 Linux); None =
+            this machine's. `cpu` "host" on another architecture means "generic" there.
         tuned: llvm-cpu flags: None = `FAST_CPU_FLAGS` within a 64 KiB stack limit for float32
             modules (IREE's defaults where IREE rejects them, and for bfloat16); True =
             `TUNED_CPU_FLAGS` (256 KiB stack limit); False = IREE's defaults.
@@ -74,7 +80,9 @@ class CompileOptions:
     target: Target = Target.LLVM_CPU
     cpu: str = "host"
     cuda_arch: str = "sm_80"
-    vulkan_target: str = "ampere"
+    rocm_arch: str = "gfx942"
+    vulkan_target: str = VULKAN_BASELINE
+    cpu_triple: str | None = None
     tuned: bool | None = None
     gemm_kernels: bool | None = None
     extra_flags: tuple[str, ...] = field(default_factory=tuple)
@@ -87,13 +95,15 @@ class CompileOptions:
 
     def cpu_target(self) -> CpuTarget:
         """The llvm-cpu target `cpu` names, as IREE's LLVM resolves it."""
-        return resolve_cpu(self.cpu)
+        return resolve_cpu(self.cpu, self.cpu_triple)
 
     def target_name(self) -> str:
         """The target in one word: llvm-cpu:<cpu>, cuda:<arch> or vulkan:<target>."""
+        cpu = self.cpu if self.cpu_triple is None else f"{self.cpu_triple}:{self.cpu}"
         detail = {
-            Target.LLVM_CPU: self.cpu,
+            Target.LLVM_CPU: cpu,
             Target.CUDA: self.cuda_arch,
+            Target.ROCM: self.rocm_arch,
             Target.VULKAN: self.vulkan_target,
         }[self.target]
         return f"{self.target.value}:{detail}"
@@ -131,7 +141,9 @@ class CompileOptions:
         a data-tiling encoding, in the hoisted initializers that pack parameter-backed weights).
         """
         if self.target == Target.LLVM_CPU:
-            flags = [f"--iree-llvmcpu-target-cpu={self.cpu}"]
+            flags = [f"--iree-llvmcpu-target-cpu={self.cpu_target().requested}"]
+            if self.cpu_triple is not None:
+                flags.append(f"--iree-llvmcpu-target-triple={self.cpu_triple}")
             if fast:
                 flags += [
                     f
@@ -140,6 +152,8 @@ class CompileOptions:
                 ]
         elif self.target == Target.CUDA:
             flags = [f"--iree-cuda-target={self.cuda_arch}"]
+        elif self.target == Target.ROCM:
+            flags = [f"--iree-rocm-target={self.rocm_arch}"]
         else:
             flags = [f"--iree-vulkan-target={self.vulkan_target}"]
         return [*flags, *self.extra_flags]
@@ -147,3 +161,12 @@ class CompileOptions:
     @property
     def backend(self) -> str:
         return {Target.VULKAN: "vulkan-spirv"}.get(self.target, self.target.value)
+
+    @property
+    def emulated(self) -> bool:
+        """An llvm-cpu target of another architecture than this machine's (ARM64 on x86)."""
+        return (
+            self.target == Target.LLVM_CPU
+            and self.cpu_triple is not None
+            and (self.cpu_target().arch != resolve_cpu().arch)
+        )

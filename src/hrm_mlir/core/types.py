@@ -54,3 +54,21 @@ class Entry(ChoiceEnum):
 
     STEP = "step"
     ACT = "act"
+
+
+class HaltRule(ChoiceEnum):
+    """When a row stops under Q-halting: each model family's own rule.
+
+    HRM (and TRM with `no_ACT_continue: false`) halts once `q_halt > q_continue`; TRM with
+    `no_ACT_continue: true`, its default, trains no continue logit and halts once its halt logit
+    is positive. `@act` records the rule it was built with (`hrm.halt_rule`).
+    """
+
+    Q_CONTINUE = "q_halt > q_continue"
+    POSITIVE = "q_halt > 0"
+
+    def halts(self, q_halt, q_continue):
+        """The rows that stop: works on torch tensors and numpy arrays alike."""
+        if self is HaltRule.POSITIVE:
+            return q_halt > 0
+        return q_halt > q_continue

@@ -11,8 +11,9 @@ has (its ABI in the README):
       -> (z_H, z_L, logits [B,seq_len,V], q_halt_logits [B], q_continue_logits [B])
 
 Each slot holds one example: its carry, its step count and its last step's outputs. After each
-call of `@step` a slot stops when its row's `q_halt_logits > q_continue_logits`, or at
-`max_steps`, exactly as `@act` and `HRM.act` stop a row; its outputs are those of that step.
+call of `@step` a slot stops when its row meets the halting rule `@act` records
+(`hrm.halt_rule`: HRM's `q_halt_logits > q_continue_logits`, TRM's `q_halt_logits > 0`), or
+at `max_steps`, exactly as `@act` and `HRM.act` stop a row; its outputs are those of that step.
 The rows of a batch do not interact, so every example gets the answer and step count it gets
 when it runs alone.
 """
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hrm_mlir.core.errors import HrmMlirError
+from hrm_mlir.core.types import HaltRule
 from hrm_mlir.evaluation.dataset import Split
 from hrm_mlir.runtime.module import CompiledModule
 
@@ -71,6 +73,7 @@ def run_continuous(
         if name not in module.function_names:
             raise HrmMlirError(f"the artifact has no @{name}: continuous batching needs an @act "
                                "export (--entry act)")  # fmt: skip
+    rule = halt_rule(module)
     first, end = split.example_range(limit, start=start, stop=stop)
     total = end - first
     seq_len = split.metadata.seq_len
@@ -111,7 +114,7 @@ def run_continuous(
         slot_steps += 1
         halts = slot_steps >= max_steps
         if q_halt:
-            halts |= q_h > q_c
+            halts |= rule.halts(q_h, q_c)
         halts &= slot_example >= 0
         finished = np.flatnonzero(halts)
         if finished.size:
@@ -130,3 +133,12 @@ def run_continuous(
             if progress is not None:
                 progress(done, total)
     return out
+
+
+def halt_rule(module: CompiledModule) -> HaltRule:
+    """The halting rule `@act` was built with; artifacts from before the rule was recorded are
+    HRM's."""
+    recorded = (
+        module.reflection("act").get("hrm.halt_rule") if "act" in module.function_names else None
+    )
+    return HaltRule(recorded) if recorded else HaltRule.Q_CONTINUE

@@ -49,6 +49,7 @@ class Metadata(BaseModel):
     total_groups: int = Field(ge=0)
     mean_puzzle_examples: float
     sets: list[str] = Field(min_length=1)
+    total_puzzles: int | None = Field(default=None, ge=0)  # TRM's builders add it
 
 
 @dataclass(frozen=True)
@@ -261,9 +262,11 @@ def write_split(
     ignore_label_id: int | None = 0,
     puzzle_identifiers: np.ndarray | None = None,
     num_puzzle_identifiers: int = 1,
+    trm: bool = False,
 ) -> Path:
     """Write one example per puzzle and one puzzle per group, as upstream's Sudoku builder
-    does, in upstream's layout (the bundled example's `data/test`, tests)."""
+    does, in upstream's layout (the bundled examples' `data/test`, tests); `trm` adds TRM's
+    `total_puzzles` to `dataset.json`."""
     n, seq_len = inputs.shape
     ids = np.zeros(n, np.int32) if puzzle_identifiers is None else puzzle_identifiers
     arrays = {
@@ -283,6 +286,7 @@ def write_split(
         total_groups=n,
         mean_puzzle_examples=1,
         sets=["all"],
+        total_puzzles=n if trm else None,
     )
     directory = Path(data_dir) / split
     directory.mkdir(parents=True, exist_ok=True)
@@ -290,5 +294,5 @@ def write_split(
         with atomic_path(directory / f"all__{field}.npy") as tmp, tmp.open("wb") as f:
             np.save(f, array)
     with atomic_path(directory / "dataset.json") as tmp:
-        tmp.write_text(json.dumps(metadata.model_dump()))
+        tmp.write_text(json.dumps(metadata.model_dump(exclude_none=True)))
     return directory

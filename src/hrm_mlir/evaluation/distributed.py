@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from hrm_mlir.compiler.options import CompileOptions
     from hrm_mlir.core.types import DType
     from hrm_mlir.exporter.params import Params
-    from hrm_mlir.models.config import HRMConfig
+    from hrm_mlir.models.config import ReasoningConfig
     from hrm_mlir.runner import CompiledACT
 
 FORMAT = "hrm-mlir-shards/1"
@@ -78,7 +78,7 @@ class Artifact:
     its external parameters (an archive's path every node reads, or tensors to ship)."""
 
     vmfb: bytes
-    config: HRMConfig
+    config: ReasoningConfig
     batch_size: int | None  # None: a symbolic batch
     parameters: Path | Mapping[str, torch.Tensor] | None = None
 

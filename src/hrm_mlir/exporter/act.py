@@ -28,7 +28,7 @@ from torch_mlir.passmanager import PassManager
 
 from hrm_mlir.checkpoint.load import Checkpoint
 from hrm_mlir.core.errors import ExportError
-from hrm_mlir.core.types import Entry, OutputType
+from hrm_mlir.core.types import Entry, HaltRule, OutputType
 from hrm_mlir.exporter.compose import import_step, inline_parts
 from hrm_mlir.exporter.module import (
     ExportedModule,
@@ -92,10 +92,14 @@ class ACTInit(nn.Module):
 class ACTUpdate(nn.Module):
     """`@act_update`: fold step `n`'s outputs into the loop state.
 
-    Rows still running take the new outputs and step count; a row stops once its
-    q_halt_logits > q_continue_logits (only when `q_halt` != 0). Returns the new state and
-    whether every row has stopped.
+    Rows still running take the new outputs and step count; a row stops once the family's
+    halting rule holds (HRM: q_halt_logits > q_continue_logits; TRM: q_halt_logits > 0), only
+    when `q_halt` != 0. Returns the new state and whether every row has stopped.
     """
+
+    def __init__(self, rule: HaltRule) -> None:
+        super().__init__()
+        self.rule = rule
 
     def forward(self, logits, q_h, q_c, steps, done, new_logits, new_q_h, new_q_c, n, q_halt):
         run = ~done  # (B,)
@@ -103,7 +107,7 @@ class ACTUpdate(nn.Module):
         q_h = torch.where(run, new_q_h, q_h)
         q_c = torch.where(run, new_q_c, q_c)
         steps = torch.where(run, n, steps)
-        done = done | ((new_q_h > new_q_c) & (q_halt != 0))
+        done = done | (self.rule.halts(new_q_h, new_q_c) & (q_halt != 0))
         return logits, q_h, q_c, steps, done, done.all()
 
 
@@ -138,7 +142,7 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
     programs = [
         ("initial_carry", InitialCarry(inner), (ids,)),
         ("act_init", ACTInit(inner), (inputs,)),
-        ("act_update", ACTUpdate(), update_args),
+        ("act_update", ACTUpdate(cfg.halt_rule), update_args),
     ]
     with export_errors("export of @act"):
         with torch.no_grad(), quiet_export(), export_attention(model, options.attention_pad):
@@ -165,7 +169,11 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
         for op in list(act.body.operations):
             if op.attributes["sym_name"].value == "act":
                 # IREE keeps `iree.reflection` in the .vmfb: `run model.vmfb` reads the config.
-                meta = {"hrm.config": cfg.model_dump_json(), "hrm.batch_size": str(b or DYNAMIC)}
+                meta = {
+                    "hrm.config": cfg.model_dump_json(),
+                    "hrm.batch_size": str(b or DYNAMIC),
+                    "hrm.halt_rule": str(cfg.halt_rule),
+                }
                 op.attributes["iree.reflection"] = ir.DictAttr.get(
                     {k: ir.StringAttr.get(v) for k, v in meta.items()}
                 )

@@ -13,7 +13,8 @@ and `@step` calls them in `level_schedule` order, passing each layer's weights a
 (`torch.vtensor.literal`, the same resources the import gives any weight). The parts are lowered
 with the step, then inlined into it (`inline_parts`): the module keeps one function, `@step`,
 with the same ops a trace of the whole step gives, in a different order. A level is what
-`HRMInner.run_levels` computes: L adds z_H + x to z_L, H adds z_L to z_H, then the layers run.
+`HRMInner.run_levels` computes: L adds z_H + x to z_L, H adds z_L to z_H, then the layers run
+(TRM's H update runs the L network's blocks, `HRMInner.levels`, with the same weights).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def import_step(
     `inline_parts`. `batch_size` None gives every part a symbolic batch dimension.
     """
     z_H, z_L, inputs, ids = example_step_args(inner.config, trace_batch(batch_size))
-    layers = {"L": _blocks(inner.L_level), "H": _blocks(inner.H_level)}
+    layers = {name: _blocks(level) for name, level in inner.levels.items()}  # TRM: one net
     template = layers["L"][0]
     weights = block_weights(template)
     parts = [

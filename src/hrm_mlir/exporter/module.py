@@ -23,7 +23,7 @@ from hrm_mlir.exporter.params import (
     save_archive,
 )
 from hrm_mlir.exporter.trace import ZeroCopyLiterals
-from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.models.config import ReasoningConfig
 from hrm_mlir.models.hrm import HRM
 
 
@@ -69,7 +69,7 @@ class ExportedModule:
     """
 
     module: ir.Module
-    config: HRMConfig  # forward_dtype is the exported dtype
+    config: ReasoningConfig  # forward_dtype is the exported dtype
     options: ExportOptions  # with dtype and params resolved
     parameters: dict[str, torch.Tensor] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 DYNAMIC_BATCHES = (1, 3)  # the batch sizes recorded for a symbolic batch
 ACT_STEPS = 2  # `@act`'s max_steps in its case (q_halt 0)
-_ACT_NAMES = ("logits", "q_halt_logits", "q_continue_logits", "steps")
+ACT_NAMES = ("logits", "q_halt_logits", "q_continue_logits", "steps")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Case:
     names: tuple[str, ...]  # of the outputs
     input_dtypes: tuple[str, ...]  # numpy names: float32, bfloat16, int32
     output_dtypes: tuple[str, ...]
+    depth: int = 0  # level updates per step (`numerics.step_tolerance`); 0: not recorded
 
     @property
     def batch(self) -> int:
@@ -60,11 +61,16 @@ class Case:
         return DType.BFLOAT16 if "bfloat16" in self.output_dtypes else DType.FLOAT32
 
 
+def step_depth(config) -> int:
+    """Level updates per step: H_cycles x (L_cycles + 1)."""
+    return config.H_cycles * (config.L_cycles + 1)
+
+
 def batch_sizes(batch_size: int | None) -> tuple[int, ...]:
     return DYNAMIC_BATCHES if batch_size is None else (batch_size,)
 
 
-def _case(function: str, inputs: Sequence[torch.Tensor], outputs, names) -> Case:
+def _case(function: str, inputs: Sequence[torch.Tensor], outputs, names, depth: int) -> Case:
     def arrays(ts) -> tuple[tuple[np.ndarray, ...], tuple[str, ...]]:
         import torch
 
@@ -77,7 +83,7 @@ def _case(function: str, inputs: Sequence[torch.Tensor], outputs, names) -> Case
 
     ins, in_dtypes = arrays(inputs)
     outs, out_dtypes = arrays(outputs)
-    return Case(function, ins, outs, tuple(names), in_dtypes, out_dtypes)
+    return Case(function, ins, outs, tuple(names), in_dtypes, out_dtypes, depth)
 
 
 def step_cases(model: HRM, batch_size: int | None) -> list[Case]:
@@ -91,7 +97,8 @@ def step_cases(model: HRM, batch_size: int | None) -> list[Case]:
     for b in batch_sizes(batch_size):
         args = random_step_inputs(model.config, b, seed=0)  # what `verify` checks
         with torch.no_grad():
-            cases.append(_case("step", args, model.inner(*args), STEP_OUTPUTS))
+            outs = model.inner(*args)
+            cases.append(_case("step", args, outs, STEP_OUTPUTS, step_depth(model.config)))
     return cases
 
 
@@ -107,13 +114,14 @@ def act_cases(model: HRM, batch_size: int | None) -> list[Case]:
         with torch.no_grad():
             carry = model.inner.initial_carry(b)
             out = model.act(inputs, ids, max_steps=ACT_STEPS, q_halt=False)
-        cases.append(_case("initial_carry", (ids,), carry, ("z_H", "z_L")))
+        depth = step_depth(model.config)
+        cases.append(_case("initial_carry", (ids,), carry, ("z_H", "z_L"), depth))
         steps, q_halt = (
             torch.tensor(ACT_STEPS, dtype=torch.int32),
             torch.tensor(0, dtype=torch.int32),
         )
         result = (out.logits, out.q_halt_logits, out.q_continue_logits, out.steps)
-        cases.append(_case("act", (inputs, ids, steps, q_halt), result, _ACT_NAMES))
+        cases.append(_case("act", (inputs, ids, steps, q_halt), result, ACT_NAMES, depth))
     return cases
 
 
@@ -137,6 +145,7 @@ def attach(module: Any, cases: Sequence[Case]) -> None:
                     "names": strings(c.names),
                     "input_dtypes": strings(c.input_dtypes),
                     "output_dtypes": strings(c.output_dtypes),
+                    "depth": ir.IntegerAttr.get(ir.IntegerType.get_signless(64), c.depth),
                 }
             )
             for c in cases
@@ -171,6 +180,7 @@ def detach(module: Any) -> list[Case]:
                 strings("names"),
                 in_dtypes,
                 out_dtypes,
+                ir.IntegerAttr(d["depth"]).value if "depth" in d else 0,
             )
         )
     del attributes[REFERENCE_ATTR]

@@ -19,13 +19,13 @@ from torch_mlir.passmanager import PassManager
 
 from hrm_mlir.core.errors import ExportError, first_line
 from hrm_mlir.core.types import OutputType
-from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.models.config import ReasoningConfig
 
 INDEX_DTYPE = torch.int32  # dtype of `inputs` and `puzzle_identifiers` at the ABI
 _RESOURCE_KEY = re.compile(r"dense_resource<([^>]+)>")
 
 
-def example_step_args(config: HRMConfig, batch_size: int) -> tuple[torch.Tensor, ...]:
+def example_step_args(config: ReasoningConfig, batch_size: int) -> tuple[torch.Tensor, ...]:
     """Arguments of `@step` with the ABI's shapes and dtypes (zeros)."""
     dt = config.forward_dtype.torch
     shape = (batch_size, config.total_seq_len, config.hidden_size)

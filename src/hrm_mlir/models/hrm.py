@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrm_mlir.core.types import DType
-from hrm_mlir.models.config import HRMConfig
+from hrm_mlir.models.config import ReasoningConfig
 
 
 def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
@@ -62,7 +62,7 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def rope_tables(config: HRMConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(config: ReasoningConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin tables [S, hd] in float32, with upstream's (freqs, freqs) permutation."""
     hd = config.head_dim
     f32, cpu = torch.float32, torch.device("cpu")  # real tensors even under a meta device
@@ -121,7 +121,7 @@ class Attention(nn.Module):
     pad_multiple = 1
     normalize_after_pv = False
 
-    def __init__(self, config: HRMConfig) -> None:
+    def __init__(self, config: ReasoningConfig) -> None:
         super().__init__()
         self.num_heads = config.num_heads
         self.head_dim = config.head_dim
@@ -205,11 +205,12 @@ def export_attention(model: HRM, pad_multiple: int) -> Iterator[None]:
 
 
 class SwiGLU(nn.Module):
-    def __init__(self, config: HRMConfig) -> None:
+    """down(silu(gate) * up) over the last dimension, `width` wide (`inner` inside)."""
+
+    def __init__(self, width: int, inner: int) -> None:
         super().__init__()
-        inter = config.intermediate_size
-        self.gate_up_proj = CastedLinear(config.hidden_size, 2 * inter, bias=False)
-        self.down_proj = CastedLinear(inter, config.hidden_size, bias=False)
+        self.gate_up_proj = CastedLinear(width, 2 * inner, bias=False)
+        self.down_proj = CastedLinear(inner, width, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
@@ -217,28 +218,41 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    """Post-norm transformer block."""
+    """Post-norm transformer block: token mixing, then a channel SwiGLU.
 
-    def __init__(self, config: HRMConfig) -> None:
+    The tokens are mixed by attention, or with `mlp_t` (TRM's) by a SwiGLU across the
+    sequence: on the transposed activations (B, D, S), normed over S, as upstream computes it.
+    """
+
+    def __init__(self, config: ReasoningConfig) -> None:
         super().__init__()
-        self.self_attn = Attention(config)
-        self.mlp = SwiGLU(config)
+        if config.mlp_t:
+            self.mlp_t = SwiGLU(config.total_seq_len, config.token_mixer_size)
+        else:
+            self.self_attn = Attention(config)
+        self.mlp = SwiGLU(config.hidden_size, config.intermediate_size)
         self.norm_eps = config.rms_norm_eps
 
     def forward(self, h: torch.Tensor, cos_sin) -> torch.Tensor:
-        h = rms_norm(h + self.self_attn(h, cos_sin), self.norm_eps)
+        if hasattr(self, "mlp_t"):
+            t = h.transpose(1, 2)  # (B, D, S)
+            h = rms_norm(t + self.mlp_t(t), self.norm_eps).transpose(1, 2)
+        else:
+            h = rms_norm(h + self.self_attn(h, cos_sin), self.norm_eps)
         return rms_norm(h + self.mlp(h), self.norm_eps)
 
 
-def level_schedule(config: HRMConfig) -> tuple[str, ...]:
-    """The order of one step's level updates: H_cycles times (L_cycles x "L", then "H")."""
+def level_schedule(config: ReasoningConfig) -> tuple[str, ...]:
+    """The order of one step's level updates: H_cycles times (L_cycles x "L", then "H").
+
+    TRM's step is the same order, with its one network in both roles (`HRMInner.levels`)."""
     return (("L",) * config.L_cycles + ("H",)) * config.H_cycles
 
 
 class ReasoningModule(nn.Module):
     """One level (H or L): add the injection to the state, then run the blocks."""
 
-    def __init__(self, config: HRMConfig, num_layers: int) -> None:
+    def __init__(self, config: ReasoningConfig, num_layers: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(Block(config) for _ in range(num_layers))
 
@@ -266,7 +280,7 @@ class StepOutput:
 class HRMInner(nn.Module):
     """One ACT step (upstream `HierarchicalReasoningModel_ACTV1_Inner`)."""
 
-    def __init__(self, config: HRMConfig) -> None:
+    def __init__(self, config: ReasoningConfig) -> None:
         super().__init__()
         self.config = config
         self.forward_dtype = config.forward_dtype.torch
@@ -287,14 +301,23 @@ class HRMInner(nn.Module):
         # export: plain attributes, not buffers; float32 whatever `.to()` is applied.
         self._rope = rope_tables(config) if config.pos_encodings == "rope" else None
 
-        self.H_level = ReasoningModule(config, config.H_layers)
-        self.L_level = ReasoningModule(config, config.L_layers)
+        self.build_levels(config)
         self.H_init = nn.Buffer(trunc_normal_(torch.empty(d, dtype=self.forward_dtype), 1.0))
         self.L_init = nn.Buffer(trunc_normal_(torch.empty(d, dtype=self.forward_dtype), 1.0))
         with torch.no_grad():  # upstream's Q-head init: weight 0, bias -5
             self.q_head.weight.zero_()
             assert self.q_head.bias is not None
             self.q_head.bias.fill_(-5)
+
+    def build_levels(self, config: ReasoningConfig) -> None:
+        """HRM's two networks: `H_level` (H_layers blocks) and `L_level` (L_layers)."""
+        self.H_level = ReasoningModule(config, config.H_layers)
+        self.L_level = ReasoningModule(config, config.L_layers)
+
+    @property
+    def levels(self) -> dict[str, ReasoningModule]:
+        """The network that updates each state: "H" (z_H) and "L" (z_L)."""
+        return {"H": self.H_level, "L": self.L_level}
 
     def _apply(self, fn, recurse=True):
         # Keep the RoPE tables on the module's device but always in float32.
@@ -334,13 +357,20 @@ class HRMInner(nn.Module):
         """One step: returns (z_H, z_L, logits, q_halt_logits, q_continue_logits)."""
         cos_sin = self.cos_sin()
         x = self.input_embeddings(inputs, puzzle_identifiers)
-        # All but the last L and H update run without gradient (upstream's 1-step gradient);
-        # under torch.no_grad() (inference, export) this context is a no-op.
+        # The first updates run without gradient (upstream's 1-step gradient: the last
+        # `grad_updates` carry it); under torch.no_grad() (inference, export) this is a no-op.
         schedule = level_schedule(self.config)
+        cut = len(schedule) - self.grad_updates
         with torch.no_grad():
-            z_H, z_L = self.run_levels(schedule[:-2], z_H, z_L, x, cos_sin)
-        z_H, z_L = self.run_levels(schedule[-2:], z_H, z_L, x, cos_sin)
+            z_H, z_L = self.run_levels(schedule[:cut], z_H, z_L, x, cos_sin)
+        z_H, z_L = self.run_levels(schedule[cut:], z_H, z_L, x, cos_sin)
         return (z_H, z_L, *self.heads(z_H))
+
+    @property
+    def grad_updates(self) -> int:
+        """How many of a step's last level updates training differentiates: HRM's last L and
+        H update."""
+        return 2
 
     def cos_sin(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The RoPE tables as attention takes them, [S, 1, hd] each; None without RoPE."""
@@ -354,11 +384,12 @@ class HRMInner(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Apply `levels` (from `level_schedule`) in order: L takes z_H + x as its injection, H
         takes z_L. `hrm_mlir.exporter.compose` writes the same sequence as calls in MLIR."""
+        nets = self.levels
         for level in levels:
             if level == "L":
-                z_L = self.L_level(z_L, z_H + x, cos_sin)
+                z_L = nets["L"](z_L, z_H + x, cos_sin)
             else:
-                z_H = self.H_level(z_H, z_L, cos_sin)
+                z_H = nets["H"](z_H, z_L, cos_sin)
         return z_H, z_L
 
     def heads(self, z_H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -398,10 +429,12 @@ class HRM(nn.Module):
     Its state dict keys are upstream's after stripping `_orig_mod.` and the loss head's `model.`.
     """
 
-    def __init__(self, config: HRMConfig) -> None:
+    inner_class: type[HRMInner] = HRMInner
+
+    def __init__(self, config: ReasoningConfig) -> None:
         super().__init__()
         self.config = config
-        self.inner = HRMInner(config)
+        self.inner = self.inner_class(config)
 
     @torch.no_grad()
     def act(
@@ -415,8 +448,9 @@ class HRM(nn.Module):
 
         With `q_halt=False` this is upstream's eval-mode loop with `halt_max_steps = max_steps`:
         every row runs exactly `max_steps` steps. With `q_halt=True` a row stops after the first
-        step whose `q_halt_logits > q_continue_logits` (or at `max_steps`) and keeps that step's
-        outputs; the loop ends when every row has stopped.
+        step where the family's `halt_rule` holds (HRM: `q_halt_logits > q_continue_logits`;
+        TRM: `q_halt_logits > 0`), or at `max_steps`, and keeps that step's outputs; the loop
+        ends when every row has stopped.
         """
         max_steps = self.config.halt_max_steps if max_steps is None else max_steps
         if max_steps < 1:
@@ -437,7 +471,7 @@ class HRM(nn.Module):
             steps = torch.where(keep, n, steps)
             z_H, z_L = out.z_H, out.z_L
             if q_halt:
-                done = done | (new.q_halt_logits > new.q_continue_logits)
+                done = done | self.config.halt_rule.halts(new.q_halt_logits, new.q_continue_logits)
                 if bool(done.all()):
                     break
         assert out is not None

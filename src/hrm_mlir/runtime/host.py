@@ -90,8 +90,16 @@ def targets() -> dict[str, Any]:
 
 
 def tools() -> dict[str, str | None]:
-    """qemu-aarch64 (to run ARM64 artifacts here) and the optional peers, with their versions."""
-    found: dict[str, str | None] = {"qemu-aarch64": shutil.which("qemu-aarch64")}
+    """qemu-aarch64 (to run ARM64 artifacts here), the aarch64 runtime that runs under it
+    (`hrm_mlir.runtime.tool`: its path, or why there is none), and the optional peers, with
+    their versions."""
+    from hrm_mlir.runtime.tool import aarch64_runner
+
+    runner = aarch64_runner()
+    found: dict[str, str | None] = {
+        "qemu-aarch64": shutil.which("qemu-aarch64"),
+        "aarch64 runtime": runner if isinstance(runner, str) else runner.command[-1],
+    }
     found.update({p: version(p) for p in PEERS})
     return found
 

@@ -16,7 +16,15 @@ from iree import runtime as rt
 
 from hrm_mlir.core.errors import RuntimeFailure, first_line
 from hrm_mlir.exporter.abi import PARAMETER_SCOPE
-from hrm_mlir.runtime.target import CPU_KEY, FEATURES_KEY, HOST, resolve_cpu
+from hrm_mlir.runtime.target import (
+    CPU_KEY,
+    FEATURES_KEY,
+    HOST,
+    TARGET_KEY,
+    TRIPLE_KEY,
+    host_arch,
+    resolve_cpu,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -81,6 +89,8 @@ class CompiledModule:
                 io = rt.create_io_parameters_module(self._config.vm_instance, provider)
                 self._context.add_vm_module(io)
             self._vm_module = rt.VmModule.copy_buffer(self._config.vm_instance, data)
+            if driver.startswith("local"):
+                self._require_architecture(vmfb if isinstance(vmfb, str | Path) else None)
             self._context.add_vm_module(self._vm_module)
         except (RuntimeError, ValueError) as e:
             if parameters is None and "'io_parameters' not registered" in str(e):
@@ -93,6 +103,18 @@ class CompiledModule:
         self.name = self._vm_module.name
         if driver.startswith("local"):
             self._require_cpu_features(vmfb if isinstance(vmfb, str | Path) else None)
+
+    def _require_architecture(self, path: str | Path | None) -> None:
+        """Refuse, in one line, an llvm-cpu artifact of another architecture (ARM64 on x86)."""
+        triple = _target_of(self._vm_module).get("triple", "")
+        arch = triple.split("-")[0]
+        if arch and arch != host_arch():
+            what = f"{path}: " if path is not None else ""
+            raise RuntimeFailure(
+                f"{what}built for {triple}, not this {host_arch()} machine: run it there "
+                "(pip install iree-base-runtime; iree-run-module --module=...), or check it "
+                "here under emulation with hrm-mlir verify (qemu-aarch64)"
+            )
 
     def _require_cpu_features(self, path: str | Path | None) -> None:
         """Refuse, in one line, an llvm-cpu artifact built for features this CPU lacks."""
@@ -145,6 +167,29 @@ class CompiledModule:
         if not isinstance(results, tuple | list):
             results = (results,)
         return tuple(np.asarray(r.to_host()) for r in results)
+
+
+def recorded_target(vmfb: bytes) -> dict[str, str]:
+    """What an artifact records of its target (`target`: "llvm-cpu:host", "vulkan:...";
+    `triple`: the llvm-cpu triple), read without a device: {} for one hrm-mlir did not build."""
+    try:
+        return _target_of(rt.VmModule.copy_buffer(rt.VmInstance(), vmfb))
+    except (RuntimeError, ValueError) as e:
+        raise RuntimeFailure(f"not a compiled IREE module: {first_line(e)}") from None
+
+
+def _target_of(vm_module) -> dict[str, str]:
+    for name in vm_module.function_names:
+        fn = vm_module.lookup_function(name)
+        if name.startswith("__") or fn is None:
+            continue
+        meta = dict(fn.reflection)
+        if TARGET_KEY in meta:
+            out = {"target": meta[TARGET_KEY]}
+            if TRIPLE_KEY in meta:
+                out["triple"] = meta[TRIPLE_KEY]
+            return out
+    return {}
 
 
 def _read(path: Path) -> bytes:

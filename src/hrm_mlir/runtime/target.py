@@ -26,6 +26,22 @@ HOST = "host"
 TARGET_KEY = "hrm_mlir.target"
 CPU_KEY = "hrm_mlir.cpu"
 FEATURES_KEY = "hrm_mlir.cpu_features"
+TRIPLE_KEY = "hrm_mlir.cpu_triple"
+# The Vulkan target of every artifact unless asked otherwise: a baseline profile, whose SPIR-V
+# any conformant Vulkan device runs (lavapipe included). IREE's device-specific targets
+# (ampere, rdna3, valhall, ...) assume that device's subgroup size and features: on another
+# device they compute wrong numbers without an error (lavapipe, a tiny HRM step: q_halt
+# -0.972 for ampere and rdna3, -0.593 for valhall, against -5.122 right).
+VULKAN_BASELINE = "vp_android_baseline_2022"
+# The vendor a device-specific Vulkan target is for, by how its name starts, and what the
+# device name of that vendor's GPUs contains.
+_VULKAN_VENDORS = (
+    (("vp_",), None),  # profiles: any device
+    (("ampere", "turing", "volta", "pascal", "ada", "hopper", "blackwell", "sm_"), "NVIDIA"),
+    (("rdna", "cdna", "gfx", "rx", "mi"), "AMD"),
+    (("valhall", "mali"), "Mali"),
+    (("adreno",), "Adreno"),
+)
 
 _EMPTY_MODULE = (
     "func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {\n  return %a : tensor<4xf32>\n}\n"
@@ -53,6 +69,11 @@ class CpuTarget:
         return self.triple.startswith(("x86_64", "amd64"))
 
     @property
+    def arch(self) -> str:
+        """The triple's architecture: x86_64, aarch64, ..."""
+        return self.triple.split("-")[0]
+
+    @property
     def avx2_fma(self) -> bool:
         """x86-64 with AVX2 and FMA: what the kernels of `hrm_mlir.compiler.kernels` need."""
         return self.x86 and {"avx2", "fma"} <= self.features
@@ -68,9 +89,10 @@ class CpuTarget:
         return "avx512" if self.avx512 else "avx2" if self.avx2_fma else "none"
 
     def missing_on(self, other: CpuTarget) -> list[str]:
-        """The features of this target that `other` (e.g. the host) lacks, sorted."""
-        if self.triple.split("-")[0] != other.triple.split("-")[0]:
-            return [self.triple.split("-")[0]]
+        """The features of this target that `other` (e.g. the host) lacks, sorted; its
+        architecture where the two differ."""
+        if self.arch != other.arch:
+            return [self.arch]
         return sorted(self.features - other.features)
 
     def describe(self) -> str:
@@ -83,6 +105,7 @@ class CpuTarget:
         return {
             CPU_KEY: self.name,
             FEATURES_KEY: ",".join(sorted(self.features)),
+            TRIPLE_KEY: self.triple,
         }
 
 
@@ -92,12 +115,15 @@ def parse_features(text: str) -> frozenset[str]:
 
 
 @functools.cache
-def resolve_cpu(cpu: str = HOST) -> CpuTarget:
-    """The target iree-compile builds for `--iree-llvmcpu-target-cpu=cpu`.
+def resolve_cpu(cpu: str = HOST, triple: str | None = None) -> CpuTarget:
+    """The target iree-compile builds for `--iree-llvmcpu-target-cpu=cpu` (and
+    `--iree-llvmcpu-target-triple=triple`; None: this machine's).
 
     Raises:
         CompileError: `cpu` is not a CPU that LLVM knows, listing the names it accepts.
     """
+    if triple is not None and cpu == HOST and triple.split("-")[0] != host_arch():
+        cpu = "generic"  # `host` means this machine's CPU, which another architecture lacks
     from iree.compiler.tools.binaries import find_tool
 
     with tempfile.TemporaryDirectory(prefix="hrm-mlir-cpu-") as tmp:
@@ -109,6 +135,7 @@ def resolve_cpu(cpu: str = HOST) -> CpuTarget:
             "--iree-hal-target-device=local",
             "--iree-hal-local-target-device-backends=llvm-cpu",
             f"--iree-llvmcpu-target-cpu={cpu}",
+            *([f"--iree-llvmcpu-target-triple={triple}"] if triple else []),
             "--compile-to=flow",
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -117,8 +144,38 @@ def resolve_cpu(cpu: str = HOST) -> CpuTarget:
         names = f": one of {accepted.group(1).strip()}" if accepted else ""
         raise CompileError(f"--cpu {cpu}: LLVM knows no such CPU{names}, or 'host'")
     found = re.search(r'cpu = "([^"]*)", cpu_features = "([^"]*)"', done.stdout)
-    triple = re.search(r'target_triple = "([^"]*)"', done.stdout)
-    if done.returncode != 0 or found is None or triple is None:
+    resolved = re.search(r'target_triple = "([^"]*)"', done.stdout)
+    if done.returncode != 0 or found is None or resolved is None:
         first = next((ln for ln in done.stderr.splitlines() if "error" in ln), done.stderr[:200])
         raise CompileError(f"cannot resolve --cpu {cpu} with iree-compile: {first.strip()}")
-    return CpuTarget(cpu, found.group(1), triple.group(1), parse_features(found.group(2)))
+    return CpuTarget(cpu, found.group(1), resolved.group(1), parse_features(found.group(2)))
+
+
+def host_arch() -> str:
+    import platform
+
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
+def vulkan_vendor(target: str) -> str | None:
+    """The GPU vendor a Vulkan target is specific to (None: a profile, for any device)."""
+    name = target.lower()
+    for prefixes, vendor in _VULKAN_VENDORS:
+        if name.startswith(prefixes):
+            return vendor
+    return None
+
+
+def vulkan_mismatch(target: str, device_name: str) -> str | None:
+    """Why an artifact built for Vulkan `target` must not run on the device named so, or None
+    where it may: a baseline profile runs anywhere, a device-specific target on its vendor's
+    devices only."""
+    vendor = vulkan_vendor(target)
+    if vendor is None or vendor.lower() in device_name.lower():
+        return None
+    return (
+        f"built for the Vulkan target {target} ({vendor} GPUs), but this device is "
+        f"{device_name}: a device-specific target computes wrong numbers elsewhere; compile "
+        f"again with --vulkan_target {VULKAN_BASELINE} (any Vulkan device) or this device's"
+    )
