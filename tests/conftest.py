@@ -180,6 +180,16 @@ def act_model(seed: int = 0, scale: float = 0.5, **overrides: Any) -> HRM:
     return model
 
 
+def step_inputs(cfg, b: int = 3, seed: int = 1) -> tuple[torch.Tensor, ...]:
+    """Random `@step` arguments for the float64 references: unit-normal carries (not the
+    reset carry), tokens and identifiers in range."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(2, b, cfg.total_seq_len, cfg.hidden_size, generator=g)
+    inputs = torch.randint(0, cfg.vocab_size, (b, cfg.seq_len), generator=g, dtype=torch.int32)
+    ids = torch.randint(0, cfg.num_puzzle_identifiers, (b,), generator=g, dtype=torch.int32)
+    return z[0], z[1], inputs, ids
+
+
 def act_inputs(batch: int = 8, seed: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     inputs = torch.randint(0, TINY_DIMS["vocab_size"], (batch, TINY_DIMS["seq_len"]), generator=g)

@@ -15,7 +15,7 @@ from hrm_mlir.exporter.trace import example_step_args
 from hrm_mlir.models.config import HRMConfig
 from hrm_mlir.models.hrm import HRM, export_attention
 from hrm_mlir.verification import STEP_OUTPUTS, compare
-from tests.conftest import SUDOKU_ARCH, random_model, tiny_config
+from tests.conftest import SUDOKU_ARCH, random_model, step_inputs, tiny_config
 
 
 def _reference_step(model: HRM, z_H, z_L, inputs, ids):
@@ -71,14 +71,6 @@ def _reference_step(model: HRM, z_H, z_L, inputs, ids):
     return z_H, z_L, logits, q[:, 0], q[:, 1]
 
 
-def _inputs(cfg: HRMConfig, b: int = 3, seed: int = 1):
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(2, b, cfg.total_seq_len, cfg.hidden_size, generator=g)
-    inputs = torch.randint(0, cfg.vocab_size, (b, cfg.seq_len), generator=g, dtype=torch.int32)
-    ids = torch.randint(0, cfg.num_puzzle_identifiers, (b,), generator=g, dtype=torch.int32)
-    return z[0], z[1], inputs, ids
-
-
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -95,7 +87,7 @@ def test_step_matches_float64_reference(overrides, form):
     """Both attention forms: eager's softmax, and the export's (padded to 8 with masked keys
     where S = 18 tokens, normalized after P @ V)."""
     model = random_model(**overrides)
-    args = _inputs(model.config)
+    args = step_inputs(model.config)
     ctx = export_attention(model, 8) if form == "export" else contextlib.nullcontext()
     with torch.no_grad(), ctx:
         got = model.inner(*args)
@@ -112,7 +104,7 @@ def test_cycle_schedule_calls_levels_as_upstream():
     model.inner.L_level.register_forward_hook(lambda *a: calls.append("L"))
     model.inner.H_level.register_forward_hook(lambda *a: calls.append("H"))
     with torch.no_grad():
-        model.inner(*_inputs(model.config))
+        model.inner(*step_inputs(model.config))
     assert "".join(calls) == "LLH" * 3
 
 
@@ -120,7 +112,7 @@ def test_bfloat16_step_keeps_q_logits_float32_and_tracks_float32():
     f32 = random_model()
     bf16 = HRM(tiny_config(forward_dtype="bfloat16"))
     bf16.load_state_dict(f32.state_dict())
-    args = _inputs(f32.config)
+    args = step_inputs(f32.config)
     with torch.no_grad():
         ref = f32.inner(*args)
         got = bf16.eval().inner(args[0].bfloat16(), args[1].bfloat16(), *args[2:])
@@ -210,7 +202,7 @@ def test_torch_compile_runs_the_step_like_eager():
 
 def test_act_without_q_halt_runs_max_steps_like_upstream_eval():
     model = random_model()
-    _, _, inputs, ids = _inputs(model.config)
+    _, _, inputs, ids = step_inputs(model.config)
     out = model.act(inputs, ids, max_steps=3)
     z = model.inner.initial_carry(inputs.shape[0])
     with torch.no_grad():
@@ -223,7 +215,7 @@ def test_act_without_q_halt_runs_max_steps_like_upstream_eval():
 
 def test_act_with_q_halt_freezes_each_row_at_its_first_halt():
     model = random_model(seed=3)
-    _, _, inputs, ids = _inputs(model.config, b=6, seed=5)
+    _, _, inputs, ids = step_inputs(model.config, b=6, seed=5)
     max_steps = 6
     out = model.act(inputs, ids, max_steps=max_steps, q_halt=True)
     z = model.inner.initial_carry(inputs.shape[0])

@@ -15,7 +15,7 @@ from hrm_mlir.models.config import HRMCopyConfig, TRMConfig
 from hrm_mlir.models.hrm import HRM, export_attention
 from hrm_mlir.models.registry import family_of
 from hrm_mlir.models.trm import TRM
-from tests.conftest import TINY_DIMS, TINY_TRM_ARCH, random_trm, tiny_trm_config
+from tests.conftest import TINY_DIMS, TINY_TRM_ARCH, random_trm, step_inputs, tiny_trm_config
 
 
 def _reference_trm_step(model: TRM, z_H, z_L, inputs, ids):
@@ -86,14 +86,6 @@ def _reference_trm_step(model: TRM, z_H, z_L, inputs, ids):
     return z_H, z_L, logits, q[:, 0], q[:, 1]
 
 
-def _inputs(cfg, b: int = 3, seed: int = 1):
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(2, b, cfg.total_seq_len, cfg.hidden_size, generator=g)
-    inputs = torch.randint(0, cfg.vocab_size, (b, cfg.seq_len), generator=g, dtype=torch.int32)
-    ids = torch.randint(0, cfg.num_puzzle_identifiers, (b,), generator=g, dtype=torch.int32)
-    return z[0], z[1], inputs, ids
-
-
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -109,7 +101,7 @@ def _inputs(cfg, b: int = 3, seed: int = 1):
 @pytest.mark.parametrize("form", ["eager", "export"])
 def test_trm_step_matches_float64_reference(overrides, form):
     model = random_trm(**overrides)
-    args = _inputs(model.config)
+    args = step_inputs(model.config)
     ctx = export_attention(model, 8) if form == "export" else contextlib.nullcontext()
     with torch.no_grad(), ctx:
         got = model.inner(*args)
@@ -221,5 +213,5 @@ def test_training_differentiates_only_the_last_round_as_upstream():
     model = random_trm(H_cycles=3, L_cycles=2)
     grads: list[bool] = []
     model.inner.L_level.register_forward_hook(lambda *_: grads.append(torch.is_grad_enabled()))
-    model.inner(*_inputs(model.config))
+    model.inner(*step_inputs(model.config))
     assert grads == [False] * 6 + [True] * 3

@@ -57,7 +57,25 @@ def to_torch(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a.copy())
 
 
-class CompiledModule:
+class ModuleFacts:
+    """What a loaded VM module tells without running: its public functions and their
+    reflection (for `CompiledModule` and `hrm_mlir.runtime.tool.ToolModule`)."""
+
+    _vm_module: rt.VmModule
+
+    @property
+    def function_names(self) -> list[str]:
+        return sorted(f for f in self._vm_module.function_names if not f.startswith("__"))
+
+    def reflection(self, function: str) -> dict[str, str]:
+        """The function's reflection metadata (its `iree.reflection` attributes)."""
+        fn = self._vm_module.lookup_function(function)
+        if fn is None:
+            raise RuntimeFailure(f"the compiled module has no function @{function}")
+        return dict(fn.reflection)
+
+
+class CompiledModule(ModuleFacts):
     """A loaded .vmfb on one IREE device.
 
     Args:
@@ -134,17 +152,6 @@ class CompiledModule:
                     "baseline such as x86-64-v3 or x86-64-v4"
                 )
             return
-
-    @property
-    def function_names(self) -> list[str]:
-        return sorted(f for f in self._vm_module.function_names if not f.startswith("__"))
-
-    def reflection(self, function: str) -> dict[str, str]:
-        """The function's reflection metadata (its `iree.reflection` attributes)."""
-        fn = self._vm_module.lookup_function(function)
-        if fn is None:
-            raise RuntimeFailure(f"the compiled module has no function @{function}")
-        return dict(fn.reflection)
 
     def call(self, function: str, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Invoke `function` and return its results as CPU tensors."""

@@ -32,6 +32,7 @@ import numpy as np
 from iree import runtime as rt
 
 from hrm_mlir.core.errors import RuntimeFailure
+from hrm_mlir.runtime.module import ModuleFacts
 from hrm_mlir.runtime.target import host_arch, vulkan_mismatch
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def vulkan_devices() -> list[str]:
     return gpu_devices("vulkan")
 
 
-class ToolModule:
+class ToolModule(ModuleFacts):
     """A .vmfb run by `iree-run-module`, one process per call.
 
     Args:
@@ -125,16 +126,6 @@ class ToolModule:
         self.parameters = None if parameters is None else Path(parameters)
         # The module's functions and reflection, read without a device (no code runs).
         self._vm_module = rt.VmModule.copy_buffer(rt.VmInstance(), data)
-
-    @property
-    def function_names(self) -> list[str]:
-        return sorted(f for f in self._vm_module.function_names if not f.startswith("__"))
-
-    def reflection(self, function: str) -> dict[str, str]:
-        fn = self._vm_module.lookup_function(function)
-        if fn is None:
-            raise RuntimeFailure(f"the compiled module has no function @{function}")
-        return dict(fn.reflection)
 
     def _results(self, function: str) -> int:
         declaration = self.reflection(function).get("iree.abi.declaration", "")
