@@ -58,8 +58,9 @@ def to_torch(a: np.ndarray) -> torch.Tensor:
 
 
 class ModuleFacts:
-    """What a loaded VM module tells without running: its public functions and their
-    reflection (for `CompiledModule` and `hrm_mlir.runtime.tool.ToolModule`)."""
+    """What a loaded VM module tells without running (its public functions and their
+    reflection), and calls with tensors over a subclass's `call_arrays`: `CompiledModule` and
+    `hrm_mlir.runtime.tool.ToolModule`."""
 
     _vm_module: rt.VmModule
 
@@ -73,6 +74,14 @@ class ModuleFacts:
         if fn is None:
             raise RuntimeFailure(f"the compiled module has no function @{function}")
         return dict(fn.reflection)
+
+    def call_arrays(self, function: str, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        raise NotImplementedError
+
+    def call(self, function: str, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Invoke `function` and return its results as CPU tensors (through `call_arrays`)."""
+        results = self.call_arrays(function, *(to_numpy(a) for a in args))
+        return tuple(to_torch(r) for r in results)
 
 
 class CompiledModule(ModuleFacts):
@@ -152,11 +161,6 @@ class CompiledModule(ModuleFacts):
                     "baseline such as x86-64-v3 or x86-64-v4"
                 )
             return
-
-    def call(self, function: str, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Invoke `function` and return its results as CPU tensors."""
-        results = self.call_arrays(function, *(to_numpy(a) for a in args))
-        return tuple(to_torch(r) for r in results)
 
     def call_arrays(self, function: str, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         """Invoke `function` on host arrays and return its results as host arrays."""

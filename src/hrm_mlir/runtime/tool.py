@@ -36,7 +36,7 @@ from hrm_mlir.runtime.module import ModuleFacts
 from hrm_mlir.runtime.target import host_arch, vulkan_mismatch
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 AARCH64_RUNTIME_ENV = "HRM_MLIR_AARCH64_RUNTIME"  # an aarch64 iree-run-module to use
 AARCH64_SYSROOT = Path("/usr/aarch64-linux-gnu")  # Debian's libc6-arm64-cross
@@ -130,11 +130,6 @@ class ToolModule(ModuleFacts):
     def _results(self, function: str) -> int:
         declaration = self.reflection(function).get("iree.abi.declaration", "")
         return len(re.findall(r"%output\d+", declaration))
-
-    def call(self, function: str, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        from hrm_mlir.runtime.module import to_numpy, to_torch
-
-        return tuple(to_torch(r) for r in self.call_arrays(function, *map(to_numpy, args)))
 
     def call_arrays(self, function: str, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         if function not in self.function_names:
