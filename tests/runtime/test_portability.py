@@ -19,7 +19,7 @@ from hrm_mlir.exporter.module import ExportOptions
 from hrm_mlir.runtime.module import CompiledModule, recorded_target
 from hrm_mlir.runtime.target import VULKAN_BASELINE, resolve_cpu
 from hrm_mlir.runtime.tool import aarch64_runner, open_artifact, vulkan_devices
-from tests.conftest import act_model, write_checkpoint
+from tests.conftest import act_model, requires_x86, write_checkpoint
 
 AARCH64 = CompileOptions(cpu_triple="aarch64-linux-gnu")
 NO_QEMU = aarch64_runner()
@@ -44,6 +44,7 @@ def ckpt_model(ckpt: Path):
     return load_checkpoint(ckpt).build_model("float32")
 
 
+@requires_x86  # an x86 host: ARM64 is the other architecture, run under emulation
 def test_the_aarch64_target_is_a_neon_baseline_without_the_x86_kernels(act_mlir, tmp_path):
     target = resolve_cpu("host", "aarch64-linux-gnu")  # `host` is "generic" on another arch
     assert target.name == "generic" and target.arch == "aarch64"
@@ -61,6 +62,7 @@ def test_the_aarch64_target_is_a_neon_baseline_without_the_x86_kernels(act_mlir,
         CompiledModule(vmfb)  # a clear line, not a SIGILL or a loader error
 
 
+@requires_x86
 @needs_qemu
 def test_aarch64_artifacts_are_checked_and_verified_under_qemu(act_mlir):
     ckpt, mlir = act_mlir
