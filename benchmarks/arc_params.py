@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from hrm_mlir.checkpoint.load import load_checkpoint
     from hrm_mlir.core.types import DType
-    from hrm_mlir.exporter.trace import random_step_inputs
+    from hrm_mlir.exporter.inputs import random_step_inputs
     from hrm_mlir.verification import STEP_OUTPUTS, compare
 
     ck = load_checkpoint(ckpt)

@@ -36,9 +36,9 @@ from hrm_mlir.checkpoint.load import load_checkpoint
 from hrm_mlir.compiler.driver import compile_module
 from hrm_mlir.compiler.options import CompileOptions
 from hrm_mlir.core.types import DType, OutputType
+from hrm_mlir.exporter.inputs import random_step_inputs
 from hrm_mlir.exporter.module import ExportOptions
 from hrm_mlir.exporter.step import export_step
-from hrm_mlir.exporter.trace import random_step_inputs
 from hrm_mlir.runtime.module import WORKER_STACK_BYTES, to_numpy
 
 BIN = Path(sys.executable).parent

@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from hrm_mlir.models.registry import family_of, model_class
+from hrm_mlir.checkpoint.synthetic import random_state
+from hrm_mlir.models.registry import family_of
 
 ARC2_ROWS = 1_045_829
 ARC2_ARCH = {
@@ -92,14 +93,7 @@ def make_checkpoint(out: Path, rows: int, seed: int = 0, shape: str = "hrm-arc2"
     assert family is not None
     arch = {k: v for k, v in arch_doc.items() if k not in ("name", "loss")}
     config = family.config(**arch, vocab_size=vocab, seq_len=seq_len, num_puzzle_identifiers=rows)
-    with torch.device("meta"):
-        model = model_class(config)(config)
-        shapes = {k: (v.shape, v.dtype) for k, v in model.state_dict().items()}
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, (shape, dtype) in shapes.items():
-        std = 0.5 if "q_head" in key else (1.0 if key.endswith("weights") else shape[-1] ** -0.5)
-        state["_orig_mod.model." + key] = (torch.randn(shape, generator=g) * std).to(dtype)
+    state = {"_orig_mod.model." + k: v for k, v in random_state(config, seed).items()}
     out.mkdir(parents=True, exist_ok=True)
     doc = {"arch": arch_doc, "data_path": "data", "global_batch_size": 768, "lr": 1e-4}
     (out / "all_config.yaml").write_text(yaml.safe_dump(doc))

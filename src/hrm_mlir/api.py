@@ -148,7 +148,8 @@ def compile(
     options = options or CompileOptions()
     counted = None
     if params is not None:
-        from hrm_mlir.exporter.params import check_archive, required_parameters
+        from hrm_mlir.exporter.archive import check_archive
+        from hrm_mlir.exporter.params import required_parameters
 
         required = required_parameters(mlir)
         check_archive(required, params)
@@ -230,8 +231,9 @@ def verify(
     from hrm_mlir.compiler.driver import compile_module
     from hrm_mlir.compiler.options import CompileOptions
     from hrm_mlir.exporter.abi import parse_step_signature, read_functions
+    from hrm_mlir.exporter.archive import check_archive
     from hrm_mlir.exporter.module import ExportOptions
-    from hrm_mlir.exporter.params import Params, check_archive, required_parameters
+    from hrm_mlir.exporter.params import Params, required_parameters
     from hrm_mlir.exporter.step import export_step
     from hrm_mlir.runtime.tool import ToolModule, open_artifact
     from hrm_mlir.verification import verify_act, verify_step

@@ -23,8 +23,8 @@ from hrm_mlir.core.numerics import (
 )
 from hrm_mlir.core.types import DType, HaltRule
 from hrm_mlir.exporter.abi import STEP_OUTPUTS
+from hrm_mlir.exporter.inputs import random_step_inputs
 from hrm_mlir.exporter.reference import step_depth
-from hrm_mlir.exporter.trace import random_step_inputs
 
 
 @dataclass

@@ -21,7 +21,7 @@ from hrm_mlir.checkpoint.load import load_checkpoint
 from hrm_mlir.cli.app import main
 from hrm_mlir.compiler.driver import compile_module
 from hrm_mlir.exporter import params as params_mod
-from hrm_mlir.exporter.trace import random_step_inputs
+from hrm_mlir.exporter.inputs import random_step_inputs
 from hrm_mlir.runner import CompiledACT
 from hrm_mlir.runtime.module import CompiledModule
 from hrm_mlir.verification import STEP_OUTPUTS, compare

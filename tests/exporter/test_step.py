@@ -30,10 +30,11 @@ from hrm_mlir.exporter.abi import (
     read_functions,
     uses_external_parameters,
 )
+from hrm_mlir.exporter.inputs import random_step_inputs
 from hrm_mlir.exporter.module import ExportOptions, prepare_model
 from hrm_mlir.exporter.params import Params
 from hrm_mlir.exporter.step import export_step
-from hrm_mlir.exporter.trace import ZeroCopyLiterals, random_step_inputs
+from hrm_mlir.exporter.trace import ZeroCopyLiterals
 from hrm_mlir.models.hrm import export_attention
 from hrm_mlir.runtime.module import CompiledModule, recorded_target
 from hrm_mlir.verification import STEP_OUTPUTS, TOLERANCES, compare, verify_step
@@ -165,7 +166,7 @@ def _whole_step_trace(model, output_type: str, **kwargs):
     """torch-mlir's own export of the whole step (one trace, every loop unrolled)."""
     from torch_mlir import fx
 
-    from hrm_mlir.exporter.trace import example_step_args
+    from hrm_mlir.exporter.inputs import example_step_args
 
     args = example_step_args(model.config, 1)
     with torch.no_grad(), export_attention(model, 8):

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from hrm_mlir.core.types import DType
+from hrm_mlir.exporter.inputs import example_step_args
 from hrm_mlir.exporter.module import prepare_model
-from hrm_mlir.exporter.trace import example_step_args
 from hrm_mlir.models.config import HRMConfig
-from hrm_mlir.models.hrm import HRM, export_attention
+from hrm_mlir.models.hrm import HRM, export_attention, sdpa_attention
 from hrm_mlir.verification import STEP_OUTPUTS, compare
 from tests.conftest import SUDOKU_ARCH, random_model, step_inputs, tiny_config
 
@@ -82,15 +82,31 @@ def _reference_step(model: HRM, z_H, z_L, inputs, ids):
     ],
     ids=["rope+pad", "learned", "no-puzzle-emb", "puzzle-2-tokens", "cycles-3x1"],
 )
-@pytest.mark.parametrize("form", ["eager", "export"])
-def test_step_matches_float64_reference(overrides, form):
-    """Both attention forms: eager's softmax, and the export's (padded to 8 with masked keys
-    where S = 18 tokens, normalized after P @ V)."""
+@pytest.mark.parametrize("form", ["eager", "export", "sdpa"])
+def test_step_matches_float64_reference(overrides, form, monkeypatch):
+    """Every attention form: eager's softmax, the export's (padded to 8 with masked keys where
+    S = 18 tokens, normalized after P @ V), and SDPA's (the GPU peer of `bench.kit`)."""
     model = random_model(**overrides)
     args = step_inputs(model.config)
-    ctx = export_attention(model, 8) if form == "export" else contextlib.nullcontext()
+    sdpa_calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def counted(*a, **k):
+        sdpa_calls.append(1)
+        return sdpa(*a, **k)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", counted)
+    ctx = {
+        "eager": contextlib.nullcontext(),
+        "export": export_attention(model, 8),
+        "sdpa": sdpa_attention(model),
+    }[form]
     with torch.no_grad(), ctx:
         got = model.inner(*args)
+    cfg = model.config
+    blocks = cfg.H_cycles * (cfg.L_cycles * cfg.L_layers + cfg.H_layers)
+    assert len(sdpa_calls) == (blocks if form == "sdpa" else 0)
+    monkeypatch.undo()
     ref = _reference_step(model, *args)
     for name, g, r in zip(("z_H", "z_L", "logits", "q_halt", "q_cont"), got, ref, strict=True):
         assert g.dtype == torch.float32, name

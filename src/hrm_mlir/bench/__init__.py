@@ -1,15 +1,26 @@
 """Time the step on every runtime a user could pick (eager, torch.compile, ONNX Runtime, OpenVINO,
-IREE), each verified against eager first, interleaved in one process."""
+IREE), each verified against eager first, interleaved in one process (`hrm_mlir.bench.measure`);
+and kits, artifacts built here and checked and timed on a machine with only IREE's runtime and
+PyTorch, such as a GPU machine (`hrm_mlir.bench.kit`).
 
-from hrm_mlir.bench.measure import (
-    BenchReport,
-    bench,
-    measure_phases,
-    onnx_session,
-    plot,
-    step_flops,
-    write_json,
-)
+The names below are imported on first use, so that running a kit imports no compiler.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hrm_mlir.bench.measure import (
+        BenchReport,
+        bench,
+        measure_phases,
+        onnx_session,
+        plot,
+        step_flops,
+        write_json,
+    )
 
 __all__ = [
     "BenchReport",
@@ -20,3 +31,9 @@ __all__ = [
     "step_flops",
     "write_json",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.measure"), name)

@@ -42,11 +42,11 @@ from hrm_mlir.core.errors import HrmMlirError, first_line
 from hrm_mlir.core.numerics import step_tolerance
 from hrm_mlir.core.types import DType, OutputType
 from hrm_mlir.exporter.abi import STEP_OUTPUTS
+from hrm_mlir.exporter.inputs import random_step_inputs
 from hrm_mlir.exporter.module import ExportOptions
 from hrm_mlir.exporter.params import Params
 from hrm_mlir.exporter.reference import step_depth
 from hrm_mlir.exporter.step import export_step
-from hrm_mlir.exporter.trace import random_step_inputs
 from hrm_mlir.models.config import ReasoningConfig
 from hrm_mlir.models.hrm import HRM
 from hrm_mlir.models.registry import family_by_key

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hrm_mlir.cli import bench, common, compile, doctor, evaluate, export, info, run, verify
+from hrm_mlir.cli import bench, common, compile, doctor, evaluate, export, info, kit, run, verify
 from hrm_mlir.cli.common import EXIT_USER_ERROR
 from hrm_mlir.core.errors import HrmMlirError
 
@@ -24,6 +24,7 @@ VERBS = (
     run,
     evaluate,
     bench,
+    kit,
     doctor,
 )  # in the order `--help` lists them
 

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     t.add_row("vector ISA", ", ".join(c["feature_classes"]) or "none found")
     t.add_row("kernels for", c["vector_isa"])
     t.add_section()
-    t.add_row("compiles for", ", ".join(doc["targets"]["compile"]))
+    compiles = doc["targets"]["compile"]
+    t.add_row("compiles for", compiles if isinstance(compiles, str) else ", ".join(compiles))
     for driver, devices in doc["targets"]["run"].items():
         shown = devices if isinstance(devices, str) else ", ".join(devices)
         t.add_row(f"runs on {driver}", shown)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,3 +53,24 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> 
         else:
             f.write(data)
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory beside `path`, renamed to `path` only when the block
+    succeeds; `path` must not exist yet, or be an empty directory (checked before the block)."""
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and not any(path.iterdir())):
+        raise HrmMlirError(f"{path}: already exists; remove it or choose another output")
+    if not path.parent.is_dir():
+        raise HrmMlirError(f"{path}: output directory {path.parent} does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o755)
+        if path.exists():
+            path.rmdir()
+        os.rename(tmp, path)
+    except BaseException:  # KeyboardInterrupt included: never leave a partial directory
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -126,7 +126,7 @@ class Artifact:
                 while block := f.read(1 << 24):
                     h.update(block)
         elif self.parameters is not None:
-            from hrm_mlir.exporter.params import host_bytes
+            from hrm_mlir.exporter.archive import host_bytes
 
             for name in sorted(self.parameters):
                 h.update(name.encode())

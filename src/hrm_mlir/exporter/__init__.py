@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hrm_mlir.exporter.abi import STEP_OUTPUTS, parse_step_signature, read_functions
     from hrm_mlir.exporter.act import export_act
+    from hrm_mlir.exporter.archive import save_archive
+    from hrm_mlir.exporter.inputs import INDEX_DTYPE, random_step_inputs
     from hrm_mlir.exporter.module import ExportedModule, ExportOptions
-    from hrm_mlir.exporter.params import Params, save_archive
+    from hrm_mlir.exporter.params import Params
     from hrm_mlir.exporter.step import export_step
-    from hrm_mlir.exporter.trace import INDEX_DTYPE, random_step_inputs
 
 _PUBLIC = {
     "STEP_OUTPUTS": "abi",
@@ -25,10 +26,10 @@ _PUBLIC = {
     "ExportedModule": "module",
     "ExportOptions": "module",
     "Params": "params",
-    "save_archive": "params",
+    "save_archive": "archive",
     "export_step": "step",
-    "INDEX_DTYPE": "trace",
-    "random_step_inputs": "trace",
+    "INDEX_DTYPE": "inputs",
+    "random_step_inputs": "inputs",
 }
 __all__ = [
     "INDEX_DTYPE",

@@ -30,6 +30,7 @@ from hrm_mlir.checkpoint.load import Checkpoint
 from hrm_mlir.core.errors import ExportError
 from hrm_mlir.core.types import Entry, HaltRule, OutputType
 from hrm_mlir.exporter.compose import import_step, inline_parts
+from hrm_mlir.exporter.inputs import INDEX_DTYPE, example_step_args
 from hrm_mlir.exporter.module import (
     ExportedModule,
     ExportOptions,
@@ -40,10 +41,8 @@ from hrm_mlir.exporter.module import (
 from hrm_mlir.exporter.params import Params
 from hrm_mlir.exporter.reference import act_cases, attach
 from hrm_mlir.exporter.trace import (
-    INDEX_DTYPE,
     ZeroCopyLiterals,
     batch_dims,
-    example_step_args,
     export_errors,
     lower,
     new_importer,

@@ -28,10 +28,10 @@ from torch_mlir import ir
 from torch_mlir.dialects import func
 from torch_mlir.extras.fx_importer import FxImporter
 
+from hrm_mlir.exporter.inputs import example_step_args
 from hrm_mlir.exporter.trace import (
     ZeroCopyLiterals,
     batch_dims,
-    example_step_args,
     run_passes,
     trace_batch,
 )

@@ -14,13 +14,13 @@ from hrm_mlir.checkpoint.load import Checkpoint, build_model
 from hrm_mlir.core.errors import ExportError
 from hrm_mlir.core.fileio import write_atomic
 from hrm_mlir.core.types import DType, Entry, OutputType
+from hrm_mlir.exporter.archive import save_archive
 from hrm_mlir.exporter.params import (
     Params,
     choose_params,
     externalize,
     parameter_names,
     require_external_dialect,
-    save_archive,
 )
 from hrm_mlir.exporter.trace import ZeroCopyLiterals
 from hrm_mlir.models.config import ReasoningConfig

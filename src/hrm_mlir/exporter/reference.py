@@ -91,7 +91,7 @@ def step_cases(model: HRM, batch_size: int | None) -> list[Case]:
     (`verify.random_step_inputs`, seed 0), so that the check and `verify` judge alike."""
     import torch
 
-    from hrm_mlir.exporter.trace import random_step_inputs
+    from hrm_mlir.exporter.inputs import random_step_inputs
 
     cases = []
     for b in batch_sizes(batch_size):
@@ -106,7 +106,7 @@ def act_cases(model: HRM, batch_size: int | None) -> list[Case]:
     """`@step`'s cases, then `@initial_carry` and `@act` (2 steps, no Q-halting)."""
     import torch
 
-    from hrm_mlir.exporter.trace import random_step_inputs
+    from hrm_mlir.exporter.inputs import random_step_inputs
 
     cases = step_cases(model, batch_size)
     for b in batch_sizes(batch_size):

@@ -1,5 +1,6 @@
 """The torch-mlir plumbing every export shares: FX import with zero-copy weights, lowering to
-a dialect, pass pipelines, errors; and the `@step` arguments the exporter traces and checks with.
+a dialect, pass pipelines, errors. The `@step` arguments it traces with are in
+`hrm_mlir.exporter.inputs`, which needs no torch-mlir.
 """
 
 from __future__ import annotations
@@ -19,34 +20,8 @@ from torch_mlir.passmanager import PassManager
 
 from hrm_mlir.core.errors import ExportError, first_line
 from hrm_mlir.core.types import OutputType
-from hrm_mlir.models.config import ReasoningConfig
 
-INDEX_DTYPE = torch.int32  # dtype of `inputs` and `puzzle_identifiers` at the ABI
 _RESOURCE_KEY = re.compile(r"dense_resource<([^>]+)>")
-
-
-def example_step_args(config: ReasoningConfig, batch_size: int) -> tuple[torch.Tensor, ...]:
-    """Arguments of `@step` with the ABI's shapes and dtypes (zeros)."""
-    dt = config.forward_dtype.torch
-    shape = (batch_size, config.total_seq_len, config.hidden_size)
-    return (
-        torch.zeros(shape, dtype=dt),
-        torch.zeros(shape, dtype=dt),
-        torch.zeros(batch_size, config.seq_len, dtype=INDEX_DTYPE),
-        torch.zeros(batch_size, dtype=INDEX_DTYPE),
-    )
-
-
-def random_step_inputs(config, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Valid random `@step` arguments: post-norm-scaled carries, in-range tokens and ids."""
-    g = torch.Generator().manual_seed(seed)
-    shape = (batch_size, config.total_seq_len, config.hidden_size)
-    dt = config.forward_dtype.torch
-    z_H = torch.randn(shape, generator=g).to(dt)
-    z_L = torch.randn(shape, generator=g).to(dt)
-    inputs = torch.randint(0, config.vocab_size, (batch_size, config.seq_len), generator=g)
-    ids = torch.randint(0, max(config.num_puzzle_identifiers, 1), (batch_size,), generator=g)
-    return z_H, z_L, inputs.to(INDEX_DTYPE), ids.to(INDEX_DTYPE)
 
 
 def trace_batch(batch_size: int | None) -> int:

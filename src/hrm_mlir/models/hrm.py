@@ -120,6 +120,9 @@ class Attention(nn.Module):
     # is normalized after P @ V (see `export_attention`).
     pad_multiple = 1
     normalize_after_pv = False
+    # eager: attention by `F.scaled_dot_product_attention` (FlashAttention on CUDA), as upstream
+    # computes it with flash_attn; see `sdpa_attention`.
+    sdpa = False
 
     def __init__(self, config: ReasoningConfig) -> None:
         super().__init__()
@@ -145,6 +148,9 @@ class Attention(nn.Module):
             q, k = cast(qk * cos + rotate_half(qk) * sin, dtype).split(nh, dim=2)
         # export: plain attention, not FlashAttention.
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, S, hd)
+        if self.sdpa:
+            out = F.scaled_dot_product_attention(q, k, v)  # non-causal, scale hd ** -0.5
+            return self.o_proj(out.transpose(1, 2).reshape(b, s, d))
         pad = -s % self.pad_multiple
         if pad:
             # export: IREE's CPU row reductions slow down sharply when the row length is not
@@ -202,6 +208,23 @@ def export_attention(model: HRM, pad_multiple: int) -> Iterator[None]:
     finally:
         for layer in layers:
             del layer.pad_multiple, layer.normalize_after_pv  # back to the class defaults
+
+
+@contextlib.contextmanager
+def sdpa_attention(model: nn.Module) -> Iterator[None]:
+    """Within the block, every `Attention` of `model` computes through
+    `F.scaled_dot_product_attention`: FlashAttention or memory-efficient attention on CUDA,
+    which is how upstream runs (flash_attn, non-causal). The PyTorch peer of GPU measurements
+    (`hrm_mlir.bench.kit`); the same results up to float rounding. Eager only: the export
+    keeps plain attention, which IREE compiles."""
+    layers = [m for m in model.modules() if isinstance(m, Attention)]
+    for layer in layers:
+        layer.sdpa = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.sdpa
 
 
 class SwiGLU(nn.Module):

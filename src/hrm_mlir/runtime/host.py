@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hrm_mlir.runtime.target import HOST, resolve_cpu
+from hrm_mlir.core.errors import CompileError
+from hrm_mlir.runtime.target import HOST, CpuTarget, cpuinfo_features, resolve_cpu
 
 PACKAGES = ("hrm-mlir", "torch", "torch-mlir", "iree-base-compiler", "iree-base-runtime",
             "iree-turbine")  # fmt: skip
@@ -42,8 +43,13 @@ def _cpu_model() -> str:
 
 
 def cpu() -> dict[str, Any]:
-    """The host CPU as IREE's LLVM sees it (what `--cpu host` compiles for)."""
-    target = resolve_cpu(HOST)
+    """The host CPU as IREE's LLVM sees it (what `--cpu host` compiles for); on a machine with
+    IREE's runtime but no compiler, its vector features as /proc/cpuinfo tells them."""
+    try:
+        target = resolve_cpu(HOST)
+    except (ImportError, CompileError):
+        target = CpuTarget(HOST, "unknown (no iree-compile here)", platform.machine(),
+                           cpuinfo_features()[0])  # fmt: skip
     f = target.features
     classes = []
     if {"avx2", "fma"} <= f:
@@ -76,8 +82,13 @@ def targets() -> dict[str, Any]:
     """IREE's compile targets (HAL backends of iree-compile) and run targets (drivers with a
     device here), each driver with its devices or why it has none."""
     from iree import runtime as rt
-    from iree.compiler import tools
 
+    try:
+        from iree.compiler import tools
+
+        compile_targets: list[str] | str = sorted(tools.query_available_targets())
+    except ImportError:  # a machine with IREE's runtime alone runs what was compiled elsewhere
+        compile_targets = "unavailable: iree-base-compiler is not installed"
     run: dict[str, Any] = {}
     for name in DRIVERS:
         try:
@@ -86,7 +97,7 @@ def targets() -> dict[str, Any]:
         except Exception as e:  # the driver's library or device is absent
             reason = str(e).splitlines()[0].rsplit(";", 1)[-1].strip().rstrip(":")
             run[name] = f"unavailable: {reason}"
-    return {"compile": sorted(tools.query_available_targets()), "run": run}
+    return {"compile": compile_targets, "run": run}
 
 
 def tools() -> dict[str, str | None]:

@@ -14,7 +14,7 @@ import ml_dtypes
 import numpy as np
 from iree import runtime as rt
 
-from hrm_mlir.core.errors import RuntimeFailure, first_line
+from hrm_mlir.core.errors import CompileError, RuntimeFailure, first_line
 from hrm_mlir.exporter.abi import PARAMETER_SCOPE
 from hrm_mlir.runtime.target import (
     CPU_KEY,
@@ -22,6 +22,7 @@ from hrm_mlir.runtime.target import (
     HOST,
     TARGET_KEY,
     TRIPLE_KEY,
+    cpuinfo_features,
     host_arch,
     resolve_cpu,
 )
@@ -105,7 +106,7 @@ class CompiledModule(ModuleFacts):
         # Keep the index: the provider reads the tensors it was given for as long as it lives.
         self._index = None
         if parameters is not None:
-            from hrm_mlir.exporter.params import load_index
+            from hrm_mlir.exporter.archive import load_index
 
             self._index = load_index(parameters)
         try:
@@ -149,21 +150,35 @@ class CompiledModule(ModuleFacts):
             recorded = self.reflection(function)
             if FEATURES_KEY not in recorded:
                 continue
-            host = resolve_cpu(HOST)
-            missing = sorted(set(recorded[FEATURES_KEY].split(",")) - host.features - {""})
+            wanted = set(recorded[FEATURES_KEY].split(",")) - {""}
+            try:
+                host = resolve_cpu(HOST)
+                have, name = host.features, host.name
+            except (ImportError, CompileError):  # IREE's runtime without its compiler
+                have, told = cpuinfo_features()
+                wanted &= told
+                name = "read from /proc/cpuinfo"
+            missing = sorted(wanted - have)
             if missing:
                 what = f"{path}: " if path is not None else ""
                 more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
                 shown = ", ".join(missing[:8]) + more
                 raise RuntimeFailure(
                     f"{what}built for CPU {recorded.get(CPU_KEY, '?')}, whose features {shown} "
-                    f"this CPU ({host.name}) lacks: compile it again with --cpu host, or for a "
+                    f"this CPU ({name}) lacks: compile it again with --cpu host, or for a "
                     "baseline such as x86-64-v3 or x86-64-v4"
                 )
             return
 
-    def call_arrays(self, function: str, *args: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Invoke `function` on host arrays and return its results as host arrays."""
+    def on_device(self, array: np.ndarray):
+        """`array` copied once to this module's device, as an argument for `invoke` that stays
+        there between calls (what an ACT loop does with its carry)."""
+        return rt.asdevicearray(self._config.device, np.ascontiguousarray(array))
+
+    def invoke(self, function: str, *args) -> tuple:
+        """Invoke `function` on host arrays or `on_device` arrays; the results stay on the
+        device (`DeviceArray`s: `.to_host()` reads one back). The call returns once they are
+        computed (IREE's synchronous calling convention)."""
         try:
             fn = self._context.modules[self.name][function]
         except KeyError:
@@ -175,9 +190,11 @@ class CompiledModule(ModuleFacts):
             results = fn(*args)
         except (RuntimeError, ValueError) as e:
             raise RuntimeFailure(f"@{function} failed: {first_line(e)}") from None
-        if not isinstance(results, tuple | list):
-            results = (results,)
-        return tuple(np.asarray(r.to_host()) for r in results)
+        return tuple(results) if isinstance(results, tuple | list) else (results,)
+
+    def call_arrays(self, function: str, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Invoke `function` on host arrays and return its results as host arrays."""
+        return tuple(np.asarray(r.to_host()) for r in self.invoke(function, *args))
 
 
 def recorded_target(vmfb: bytes) -> dict[str, str]:

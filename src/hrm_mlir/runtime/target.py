@@ -151,6 +151,37 @@ def resolve_cpu(cpu: str = HOST, triple: str | None = None) -> CpuTarget:
     return CpuTarget(cpu, found.group(1), resolved.group(1), parse_features(found.group(2)))
 
 
+# The x86 vector-ISA features of LLVM whose code faults on a CPU without them, by their
+# /proc/cpuinfo flag: what a machine with IREE's runtime but no compiler checks an artifact's
+# recorded features against (`cpuinfo_features`).
+_CPUINFO_FLAGS = {
+    "sse4.1": "sse4_1", "sse4.2": "sse4_2", "avx": "avx", "avx2": "avx2", "fma": "fma",
+    "f16c": "f16c", "avx512f": "avx512f", "avx512bw": "avx512bw", "avx512dq": "avx512dq",
+    "avx512vl": "avx512vl", "avx512cd": "avx512cd", "avx512vnni": "avx512_vnni",
+    "avx512bf16": "avx512_bf16", "avx512vbmi": "avx512vbmi", "avx512vbmi2": "avx512_vbmi2",
+    "avx512ifma": "avx512ifma", "avx512bitalg": "avx512_bitalg",
+    "avx512vpopcntdq": "avx512_vpopcntdq", "avx512fp16": "avx512_fp16",
+    "amx-tile": "amx_tile", "amx-int8": "amx_int8", "amx-bf16": "amx_bf16",
+}  # fmt: skip
+
+
+def cpuinfo_features(cpuinfo: str | None = None) -> tuple[frozenset[str], frozenset[str]]:
+    """(the features of `_CPUINFO_FLAGS` this CPU has, every feature that table can tell),
+    in LLVM's names, read from /proc/cpuinfo without iree-compile. Nothing is told on a CPU
+    other than x86-64, or where /proc/cpuinfo is unreadable."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return frozenset(), frozenset()
+    m = re.search(r"^flags\s*:\s*(.*)$", cpuinfo, re.M)
+    if m is None:
+        return frozenset(), frozenset()
+    flags = set(m.group(1).split())
+    have = frozenset(llvm for llvm, flag in _CPUINFO_FLAGS.items() if flag in flags)
+    return have, frozenset(_CPUINFO_FLAGS)
+
+
 def host_arch() -> str:
     import platform
 

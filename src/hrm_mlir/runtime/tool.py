@@ -120,7 +120,7 @@ class ToolModule(ModuleFacts):
         self.path.write_bytes(data)
         self.runner = runner
         if parameters is not None and not isinstance(parameters, str | Path):
-            from hrm_mlir.exporter.params import save_archive
+            from hrm_mlir.exporter.archive import save_archive
 
             parameters = save_archive(parameters, Path(self._tmp.name) / "params.irpa")
         self.parameters = None if parameters is None else Path(parameters)

@@ -13,9 +13,9 @@ from hrm_mlir.compiler.kernels.writer import ISAS, PANEL, tensor
 from hrm_mlir.compiler.options import CompileOptions, Target
 from hrm_mlir.core.errors import CompileError
 from hrm_mlir.core.types import DType, OutputType
+from hrm_mlir.exporter.inputs import random_step_inputs
 from hrm_mlir.exporter.module import ExportOptions
 from hrm_mlir.exporter.step import export_step
-from hrm_mlir.exporter.trace import random_step_inputs
 from hrm_mlir.runtime.module import CompiledModule
 from hrm_mlir.verification import STEP_OUTPUTS, compare, verify_step
 from tests.compiler.kernels.helpers import call_main, rel_err

@@ -1,0 +1,549 @@
+"""Kits: `@step` artifacts compiled on this machine, then checked and timed on another that has
+only IREE's runtime and PyTorch, such as a GPU machine.
+
+A GPU machine may have neither torch-mlir nor the IREE compiler, and may not be able to install
+them: the lent GPU machines of this project reach no package registry, the compiler wheel is
+84 MB and torch-mlir is built against one torch. So the work splits in two:
+
+- `build_kit` (here): exports `@step` at each (puzzle length, batch) shape with external
+  parameters, compiles each for the target, and writes the artifacts and `kit.json`;
+- `run_kit` (there): rebuilds the model, serves its weights to each artifact as its
+  parameters, checks every output against PyTorch eager on the same device by the per-dtype
+  table, and only then times the two, interleaved.
+
+Weights: `random` draws non-degenerate weights from the recorded seed on both machines
+(`hrm_mlir.checkpoint.synthetic`), so nothing large travels; `checkpoint` copies the
+checkpoint's own into the kit as safetensors.
+
+PyTorch's side is what a user would run instead: eager in the kit's dtype, attention through
+SDPA (`hrm_mlir.models.hrm.sdpa_attention`: FlashAttention on CUDA, as upstream runs with
+flash_attn), and optionally torch.compile of the same. For a bfloat16 kit both are also compared
+with PyTorch in float32 (TF32 off), to show how far each is from the float32 result.
+
+Running a kit imports neither torch-mlir nor the IREE compiler (a test holds this).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hrm_mlir.core.errors import HrmMlirError
+from hrm_mlir.core.numerics import step_tolerance
+from hrm_mlir.core.types import ChoiceEnum, DType
+from hrm_mlir.exporter.abi import STEP_OUTPUTS
+from hrm_mlir.exporter.archive import parameter_tensors
+from hrm_mlir.exporter.inputs import random_step_inputs
+from hrm_mlir.exporter.reference import step_depth
+from hrm_mlir.models.config import ReasoningConfig
+from hrm_mlir.models.registry import config_from_json
+from hrm_mlir.verification import VerifyReport, compare
+
+KIT_FILE = "kit.json"
+KIT_FORMAT = 1
+WEIGHTS_FILE = "weights.safetensors"
+# The IREE HAL driver and torch device that run each target's artifacts.
+DRIVERS = {"llvm-cpu": "local-task", "cuda": "cuda", "rocm": "hip", "vulkan": "vulkan"}
+TORCH_DEVICES = {"llvm-cpu": "cpu", "cuda": "cuda", "rocm": "cuda", "vulkan": "cpu"}
+PEERS = ("eager", "compile")
+
+
+class Weights(ChoiceEnum):
+    """Where a kit's weights come from on the machine that runs it."""
+
+    RANDOM = "random"
+    CHECKPOINT = "checkpoint"
+
+
+def parse_shape(text: str) -> tuple[int, list[int]]:
+    """`SEQ_LEN:B1,B2,...` -> (seq_len, batches); e.g. `81:1,64,256`."""
+    seq, sep, batches = text.partition(":")
+    try:
+        seq_len, sizes = int(seq), [int(b) for b in batches.split(",")]
+    except ValueError:
+        sizes, seq_len = [], 0
+    if not sep or seq_len < 1 or not sizes or min(sizes) < 1:
+        raise HrmMlirError(
+            f"--shape {text!r}: expected SEQ_LEN:BATCH[,BATCH...] with positive integers, "
+            "e.g. 81:1,64,256"
+        )
+    return seq_len, sizes
+
+
+# Building (here)
+
+
+def build_kit(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    shapes: Mapping[int | None, list[int]],
+    dtype: DType,
+    options,
+    weights: Weights = Weights.RANDOM,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Export and compile `@step` at every shape into the directory `out` (written whole or
+    not at all); returns `kit.json`'s content.
+
+    Args:
+        checkpoint: the checkpoint whose architecture (and, with `Weights.CHECKPOINT`,
+            weights) the kit carries.
+        shapes: puzzle length (None: the checkpoint's) -> the static batch sizes to build.
+        options: the `CompileOptions` of every artifact (their target decides where it runs).
+        weights: `random` (drawn from `seed` where it runs) or the checkpoint's own.
+    """
+    from safetensors.torch import save_file
+
+    from hrm_mlir.checkpoint.load import Checkpoint, build_model, load_checkpoint
+    from hrm_mlir.checkpoint.synthetic import random_state
+    from hrm_mlir.compiler.driver import compile_module
+    from hrm_mlir.core.fileio import atomic_dir
+    from hrm_mlir.core.types import OutputType
+    from hrm_mlir.exporter.module import ExportOptions
+    from hrm_mlir.exporter.params import Params
+    from hrm_mlir.exporter.step import export_step
+    from hrm_mlir.runtime.host import cpu_line, version_line
+
+    if options.target.value not in DRIVERS:
+        raise HrmMlirError(f"kits run on {', '.join(DRIVERS)} targets, not {options.target}")
+    out = Path(out)
+    loaded: dict[
+        int, tuple[Checkpoint, list[int]]
+    ] = {}  # every checkpoint read and validated first
+    for seq, batches in shapes.items():
+        ck = load_checkpoint(checkpoint, seq_len=seq)
+        known = loaded.setdefault(ck.config.seq_len, (ck, []))[1]
+        known += [b for b in batches if b not in known]
+    artifacts: list[dict[str, Any]] = []
+    configs: dict[str, Any] = {}
+    notes: list[str] = []
+    with atomic_dir(out) as tmp:
+        for ck, batches in loaded.values():
+            config = ck.config.model_copy(update={"forward_dtype": dtype})
+            state = random_state(config, seed) if weights == Weights.RANDOM else ck.state_dict
+            model = build_model(config, state)
+            configs[str(config.seq_len)] = json.loads(config.model_dump_json())
+            for batch in batches:
+                name = f"step-{config.total_seq_len}x{batch}.vmfb"
+                if progress is not None:
+                    progress(f"{name}: exporting and compiling for {options.target_name()}")
+                export_options = ExportOptions(
+                    output_type=OutputType.LINALG_ON_TENSORS,
+                    dtype=dtype,
+                    batch_size=batch,
+                    params=Params.EXTERNAL,
+                    reference=False,  # run_kit checks it where it runs
+                )
+                exported = export_step(model, export_options)
+                vmfb = compile_module(exported, options=options, notes=notes, check=False)
+                (tmp / name).write_bytes(vmfb)
+                artifacts.append(
+                    {
+                        "file": name,
+                        "entry": "step",
+                        "seq_len": config.seq_len,
+                        "tokens": config.total_seq_len,
+                        "batch": batch,
+                        "bytes": len(vmfb),
+                        "sha256": hashlib.sha256(vmfb).hexdigest(),
+                    }
+                )
+        if weights == Weights.CHECKPOINT:  # the same tensors at every puzzle length
+            state = next(iter(loaded.values()))[0].state_dict
+            save_file({k: v.contiguous() for k, v in state.items()}, tmp / WEIGHTS_FILE)
+            (tmp / WEIGHTS_FILE).chmod(0o644)  # safetensors writes it 0600
+        doc = {
+            "kit": KIT_FORMAT,
+            "built": {
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "with": version_line(),
+                "on": cpu_line(),
+                "from": str(checkpoint),
+            },
+            "family": config.family,
+            "dtype": dtype.value,
+            "target": options.target_name(),
+            "flags": options.flags(dtype, external_parameters=True),
+            "weights": {"source": weights.value, "seed": seed}
+            | ({"file": WEIGHTS_FILE} if weights == Weights.CHECKPOINT else {}),
+            "configs": configs,
+            "artifacts": artifacts,
+            "notes": notes,
+        }
+        (tmp / KIT_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
+# Running (there)
+
+
+@dataclass
+class Timing:
+    runtime: str
+    samples_ms: list[float]
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "median_ms": self.median_ms,
+            "min_ms": min(self.samples_ms),
+            "max_ms": max(self.samples_ms),
+            "samples_ms": self.samples_ms,
+        }
+
+
+@dataclass
+class ArtifactResult:
+    """One artifact of a kit: its check against PyTorch, and its timings beside PyTorch's.
+
+    `report` compares it with PyTorch eager in its dtype (plain attention, as `hrm-mlir verify`
+    does); `report_float32`, for a bfloat16 kit, with PyTorch in float32. It passes within the
+    dtype's tolerance of either: each is a right computation of the model at that precision,
+    and where PyTorch's own bfloat16 rounding is the larger error (one q value at batch 1 can
+    be off by 40% of itself) the float32 one tells whether the artifact is right. A wrong
+    artifact (O(1) errors) fails both.
+    """
+
+    file: str
+    tokens: int
+    batch: int
+    report: VerifyReport
+    report_float32: VerifyReport | None = None
+    vs_float32: dict[str, float] = field(default_factory=dict)  # runtime -> max rel-L2
+    timings: list[Timing] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passed or (
+            self.report_float32 is not None and self.report_float32.passed
+        )
+
+    def failures(self) -> list[str]:
+        found = [f"vs {self.report.dtype.value}: {f}" for f in self.report.failures()]
+        if self.report_float32 is not None:
+            found += [f"vs float32: {f}" for f in self.report_float32.failures()]
+        return found
+
+    def median(self, runtime: str) -> float | None:
+        return next((t.median_ms for t in self.timings if t.runtime == runtime), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        eager, iree = self.median("torch-eager"), self.median("iree")
+        return {
+            "file": self.file,
+            "tokens": self.tokens,
+            "batch": self.batch,
+            "passed": self.passed,
+            "verified": self.report.as_dict(),
+            "verified_float32": None
+            if self.report_float32 is None
+            else self.report_float32.as_dict(),
+            "vs_float32_max_rel_l2": self.vs_float32,
+            "timings": [t.as_dict() for t in self.timings],
+            "iree_x_eager": eager / iree if eager and iree else None,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class KitReport:
+    kit: dict[str, Any]
+    machine: dict[str, Any]
+    results: list[ArtifactResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.results) and all(r.passed for r in self.results)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kit": {k: v for k, v in self.kit.items() if k != "configs"},
+            "machine": self.machine,
+            "passed": self.passed,
+            "results": [r.as_dict() for r in self.results],
+        }
+
+
+def read_kit(kit: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The kit's directory and `kit.json`, with every artifact present and intact."""
+    kit = Path(kit)
+    path = kit / KIT_FILE
+    if not path.is_file():
+        raise HrmMlirError(f"{kit}: not a kit (no {KIT_FILE}; hrm-mlir kit build writes one)")
+    try:
+        doc = json.loads(path.read_text())
+        if doc.get("kit") != KIT_FORMAT:
+            raise HrmMlirError(f"{path}: kit format {doc.get('kit')!r}, expected {KIT_FORMAT}")
+        if doc["target"].split(":")[0] not in DRIVERS:
+            raise HrmMlirError(f"{path}: target {doc['target']!r} is not one kits run on")
+        DType.parse(doc["dtype"])
+        files = {a["file"]: a["sha256"] for a in doc["artifacts"]}
+        for a in doc["artifacts"]:  # each artifact's config
+            doc["configs"][str(a["seq_len"])]["seq_len"]  # a KeyError where it has none
+        source = doc["weights"]["source"]
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as e:
+        raise HrmMlirError(f"{path}: not a readable kit description ({e!r})") from None
+    for name, sha256 in files.items():
+        f = kit / name
+        if not f.is_file():
+            raise HrmMlirError(f"{f}: missing from the kit")
+        if hashlib.sha256(f.read_bytes()).hexdigest() != sha256:
+            raise HrmMlirError(f"{f}: does not match its sha256 in {KIT_FILE} (damaged copy?)")
+    if source == Weights.CHECKPOINT.value and not (kit / WEIGHTS_FILE).is_file():
+        raise HrmMlirError(f"{kit / WEIGHTS_FILE}: missing from the kit")
+    return kit, doc
+
+
+def run_kit(
+    kit: str | Path,
+    *,
+    iterations: int = 20,
+    warmup: int = 3,
+    peers: tuple[str, ...] = ("eager",),
+    seed: int = 0,
+    driver: str | None = None,
+    device: str | None = None,
+    time_limit_s: float | None = None,
+    on_result: Callable[[ArtifactResult], None] | None = None,
+) -> KitReport:
+    """Check every artifact of a kit against PyTorch on this machine's device, then time it.
+
+    Args:
+        peers: the PyTorch runtimes timed beside IREE: `eager` (SDPA attention; always, it is
+            the reference) and `compile` (torch.compile of the same).
+        seed: of the random inputs.
+        driver / device: the IREE driver and torch device (default: by the kit's target).
+        time_limit_s: per artifact, timed rounds stop once this has passed (at least
+            `MIN_ROUNDS` are kept): a slow runtime cannot eat a lent machine's time.
+    """
+    from hrm_mlir.runtime.module import CompiledModule
+
+    kit, doc = read_kit(kit)
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise HrmMlirError(f"--peers: unknown {', '.join(unknown)}; known: {', '.join(PEERS)}")
+    backend = doc["target"].split(":")[0]
+    driver = driver or DRIVERS[backend]
+    device = device or TORCH_DEVICES[backend]
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HrmMlirError(f"{kit}: built for {doc['target']}, but torch sees no CUDA device here")
+    torch.backends.cuda.matmul.allow_tf32 = False  # the float32 reference is float32
+    torch.backends.cudnn.allow_tf32 = False
+    dtype = DType.parse(doc["dtype"])
+    report = KitReport(doc, _machine(driver, device))
+    for seq, artifacts in _by_seq_len(doc["artifacts"]).items():
+        config = config_from_json(json.dumps(doc["configs"][str(seq)]))
+        state = _weights(kit, doc, config)
+        params = parameter_tensors(_model(config, state, "cpu"))  # served to IREE from here
+        torch_runtimes = _torch_runtimes(_model(config, state, device), peers)
+        f32 = config.model_copy(update={"forward_dtype": DType.FLOAT32})
+        float32 = _Torch(_model(f32, state, device)) if dtype != DType.FLOAT32 else None
+        for a in artifacts:
+            module = CompiledModule(kit / a["file"], driver=driver, parameters=params)
+            args = [t.to(device) for t in random_step_inputs(config, a["batch"], seed=seed)]
+            result = _check_and_time(
+                a, config, module, args, torch_runtimes, float32, iterations, warmup, time_limit_s
+            )
+            report.results.append(result)
+            if on_result is not None:
+                on_result(result)
+            del module  # its device memory, before the next artifact's
+    return report
+
+
+def _check_and_time(
+    artifact: dict[str, Any],
+    config: ReasoningConfig,
+    module,
+    args: list[torch.Tensor],
+    torch_runtimes: dict[str, _Torch],
+    float32: _Torch | None,
+    iterations: int,
+    warmup: int,
+    time_limit_s: float | None,
+) -> ArtifactResult:
+    """Compare the artifact's outputs with PyTorch's (`ArtifactResult`), and every runtime's
+    with float32 PyTorch where the kit is not float32; then time them all if the artifact
+    matches."""
+    from hrm_mlir.runtime.module import to_numpy, to_torch
+
+    dtype = config.forward_dtype
+    tolerance = step_tolerance(dtype, step_depth(config))
+    iree = _Iree(module, [module.on_device(to_numpy(t)) for t in args])
+    outputs = {"iree": [to_torch(r.to_host()) for r in iree.results()]}
+    outputs |= {name: [t.cpu() for t in fn(args)] for name, fn in torch_runtimes.items()}
+    reference = [t.cpu() for t in torch_runtimes["torch-eager"].plain(args)]
+    report = compare(STEP_OUTPUTS, outputs["iree"], reference, dtype, tolerance, config.halt_rule)
+    result = ArtifactResult(artifact["file"], artifact["tokens"], artifact["batch"], report)
+    if float32 is not None:
+        f32_args = [t.float() if t.is_floating_point() else t for t in args]
+        ref = [t.cpu() for t in float32.plain(f32_args)]
+        rounded = [r.to(g.dtype) for r, g in zip(ref, outputs["iree"], strict=True)]
+        result.report_float32 = compare(
+            STEP_OUTPUTS, outputs["iree"], rounded, dtype, tolerance, config.halt_rule
+        )
+        result.vs_float32 = {name: _max_rel_l2(out, ref) for name, out in outputs.items()}
+    if not result.passed:
+        result.notes.append("not timed: it does not match PyTorch")
+        return result
+    timed: dict[str, Callable[[], object]] = {n: fn.timed(args) for n, fn in torch_runtimes.items()}
+    timed["iree"] = iree
+    cuda = args[0].is_cuda
+    result.timings = _interleaved(timed, iterations, warmup, cuda, time_limit_s)
+    return result
+
+
+class _Torch:
+    """A PyTorch model's step with SDPA attention: called for the check, `timed` for timing."""
+
+    def __init__(self, model, fn: Callable | None = None) -> None:
+        self.model, self.fn = model, fn or model.inner
+
+    def __call__(self, args: list[torch.Tensor]) -> list[torch.Tensor]:
+        from hrm_mlir.models.hrm import sdpa_attention
+
+        with torch.no_grad(), sdpa_attention(self.model):
+            return list(self.fn(*args))
+
+    def plain(self, args: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The step with the model's plain attention (matmul, softmax, matmul), eager: what
+        `hrm-mlir verify` compares an artifact with."""
+        with torch.no_grad():
+            return list(self.model.inner(*args))
+
+    def timed(self, args: list[torch.Tensor]) -> Callable[[], object]:
+        # The last output is ready only when the whole step is: one tiny read-back waits
+        # for it, as `_Iree.__call__` does.
+        return lambda: self(args)[-1].cpu()
+
+
+class _Iree:
+    """An artifact's `@step` on arguments already on its device."""
+
+    def __init__(self, module, args: list) -> None:
+        self.module, self.args = module, args
+
+    def results(self) -> tuple:
+        return self.module.invoke("step", *self.args)
+
+    def __call__(self) -> None:
+        self.results()[-1].to_host()  # as for PyTorch: one tiny read-back
+
+
+def _torch_runtimes(model, peers: tuple[str, ...]) -> dict[str, _Torch]:
+    runtimes = {"torch-eager": _Torch(model)}
+    if "compile" in peers:
+        runtimes["torch.compile"] = _Torch(model, torch.compile(model.inner))
+    return runtimes
+
+
+MIN_ROUNDS = 3  # timed rounds kept however short `time_limit_s` is
+
+
+def _interleaved(
+    runtimes: Mapping[str, Callable[[], object]],
+    iterations: int,
+    warmup: int,
+    cuda: bool,
+    time_limit_s: float | None = None,
+) -> list[Timing]:
+    """Samples of every runtime, interleaved as in `hrm_mlir.bench.measure`: each round calls
+    every runtime in a rotating order, and each timed call follows an untimed one of its own.
+    Rounds stop after `iterations`, or once `time_limit_s` has passed (after `MIN_ROUNDS`)."""
+    samples: dict[str, list[float]] = {name: [] for name in runtimes}
+    for _ in range(warmup):
+        for fn in runtimes.values():
+            fn()
+    names = list(runtimes)
+    began = time.perf_counter()
+    for i in range(iterations):
+        over = time_limit_s is not None and time.perf_counter() - began > time_limit_s
+        if over and i >= MIN_ROUNDS:
+            break
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            runtimes[name]()
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            runtimes[name]()
+            samples[name].append(1e3 * (time.perf_counter() - start))
+    return [Timing(name, s) for name, s in samples.items()]
+
+
+def _by_seq_len(artifacts: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for a in artifacts:
+        groups.setdefault(int(a["seq_len"]), []).append(a)
+    return groups
+
+
+def _weights(kit: Path, doc: dict[str, Any], config: ReasoningConfig) -> dict[str, torch.Tensor]:
+    if doc["weights"]["source"] == Weights.CHECKPOINT.value:
+        from safetensors.torch import load_file
+
+        return load_file(kit / WEIGHTS_FILE)
+    from hrm_mlir.checkpoint.synthetic import random_state
+
+    return random_state(config, int(doc["weights"]["seed"]))
+
+
+def _model(config: ReasoningConfig, state: Mapping[str, torch.Tensor], device: str):
+    from hrm_mlir.checkpoint.load import build_model
+
+    return build_model(config, dict(state)).to(device)
+
+
+def _max_rel_l2(got: list[torch.Tensor], ref: list[torch.Tensor]) -> float:
+    worst = 0.0
+    for g, r in zip(got, ref, strict=True):
+        g64, r64 = g.double(), r.double()
+        worst = max(worst, float((g64 - r64).norm() / r64.norm().clamp_min(1e-30)))
+    return worst
+
+
+def _machine(driver: str, device: str) -> dict[str, Any]:
+    from hrm_mlir.runtime.host import cpu_line, version
+
+    machine: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_line(),
+        "torch": torch.__version__,
+        "iree-base-runtime": version("iree-base-runtime"),
+        "driver": driver,
+        "torch_device": device,
+    }
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(torch.device(device))
+        machine |= {
+            "device": props.name,
+            "device_memory_gib": round(props.total_memory / 2**30, 1),
+            "compute_capability": f"{props.major}.{props.minor}",
+            "cuda": torch.version.cuda,
+        }
+    else:
+        machine["device"] = cpu_line()
+    return machine
+
+
+def write_report(report: KitReport, path: str | Path) -> Path:
+    from hrm_mlir.core.fileio import write_atomic
+
+    return write_atomic(path, json.dumps(report.as_dict(), indent=2).encode())
