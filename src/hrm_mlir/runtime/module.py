@@ -25,6 +25,7 @@ from hrm_mlir.runtime.target import (
     cpuinfo_features,
     host_arch,
     resolve_cpu,
+    triple_arch,
 )
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class CompiledModule(ModuleFacts):
     def _require_architecture(self, path: str | Path | None) -> None:
         """Refuse, in one line, an llvm-cpu artifact of another architecture (ARM64 on x86)."""
         triple = _target_of(self._vm_module).get("triple", "")
-        arch = triple.split("-")[0]
+        arch = triple_arch(triple)
         if arch and arch != host_arch():
             what = f"{path}: " if path is not None else ""
             raise RuntimeFailure(

@@ -71,7 +71,7 @@ class CpuTarget:
     @property
     def arch(self) -> str:
         """The triple's architecture: x86_64, aarch64, ..."""
-        return self.triple.split("-")[0]
+        return triple_arch(self.triple)
 
     @property
     def avx2_fma(self) -> bool:
@@ -122,7 +122,7 @@ def resolve_cpu(cpu: str = HOST, triple: str | None = None) -> CpuTarget:
     Raises:
         CompileError: `cpu` is not a CPU that LLVM knows, listing the names it accepts.
     """
-    if triple is not None and cpu == HOST and triple.split("-")[0] != host_arch():
+    if triple is not None and cpu == HOST and triple_arch(triple) != host_arch():
         cpu = "generic"  # `host` means this machine's CPU, which another architecture lacks
     from iree.compiler.tools.binaries import find_tool
 
@@ -180,6 +180,11 @@ def cpuinfo_features(cpuinfo: str | None = None) -> tuple[frozenset[str], frozen
     flags = set(m.group(1).split())
     have = frozenset(llvm for llvm, flag in _CPUINFO_FLAGS.items() if flag in flags)
     return have, frozenset(_CPUINFO_FLAGS)
+
+
+def triple_arch(triple: str) -> str:
+    """A target triple's architecture ("aarch64-linux-gnu" -> "aarch64"; "" for "")."""
+    return triple.split("-")[0]
 
 
 def host_arch() -> str:

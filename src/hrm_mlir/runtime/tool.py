@@ -26,17 +26,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from iree import runtime as rt
 
 from hrm_mlir.core.errors import RuntimeFailure
 from hrm_mlir.runtime.module import ModuleFacts
-from hrm_mlir.runtime.target import host_arch, vulkan_mismatch
-
-if TYPE_CHECKING:
-    pass
+from hrm_mlir.runtime.target import host_arch, triple_arch, vulkan_mismatch
 
 AARCH64_RUNTIME_ENV = "HRM_MLIR_AARCH64_RUNTIME"  # an aarch64 iree-run-module to use
 AARCH64_SYSROOT = Path("/usr/aarch64-linux-gnu")  # Debian's libc6-arm64-cross
@@ -202,7 +198,7 @@ def open_artifact(vmfb: bytes | str | Path, *, parameters=None):
         if problem is not None:
             raise RuntimeFailure(problem)
         return ToolModule(data, vulkan_runner(), parameters=parameters)
-    arch = target.get("triple", "").split("-")[0]
+    arch = triple_arch(target.get("triple", ""))
     if kind == "llvm-cpu" and arch and arch != host_arch():
         if arch != "aarch64":
             raise RuntimeFailure(f"an {arch} artifact: only aarch64 ones run here (qemu)")
