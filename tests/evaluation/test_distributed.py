@@ -238,3 +238,22 @@ def test_without_ray_the_ray_engine_is_one_line(monkeypatch, tmp_path):
 def test_the_engines_options_are_checked_first(kwargs, message):
     with pytest.raises(HrmMlirError, match=re.escape(message)):
         hrm_mlir.evaluate(EXAMPLE, DATA, **kwargs)
+
+
+def test_an_address_nothing_answers_at_is_one_line_at_once(monkeypatch, tmp_path):
+    """ray.init would wait for it without end; refused before anything compiles."""
+    import socket
+
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    began = time.perf_counter()
+    for address, env in ((f"127.0.0.1:{port}", None), (None, f"ray://127.0.0.1:{port}")):
+        if env is not None:
+            monkeypatch.setenv("RAY_ADDRESS", env)
+        with pytest.raises(HrmMlirError, match="nothing answers there") as e:
+            hrm_mlir.evaluate(EXAMPLE, DATA, engine="ray", out=tmp_path / "out", address=address)
+        assert "\n" not in str(e.value) and str(port) in str(e.value)
+    assert time.perf_counter() - began < 30
+    assert not (tmp_path / "out").exists()

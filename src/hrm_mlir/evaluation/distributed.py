@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 from collections import deque
@@ -247,6 +248,7 @@ def evaluate_on_ray(
     if keep not in (None, "logits", "preds"):
         raise HrmMlirError(f"predictions keep logits or preds, got {keep!r}")
     require_ray()
+    check_address(address)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise HrmMlirError(f"{out}: not a directory (--out names the shards' directory)")
@@ -447,6 +449,29 @@ def _affinity(thread: int) -> set[int] | None:
         return os.sched_getaffinity(thread)
     except (OSError, AttributeError):
         return None
+
+
+_ADDRESS = re.compile(r"(?:ray://)?\[?([^\[\]/]+?)\]?:(\d+)")
+ADDRESS_TIMEOUT_S = 5.0
+
+
+def check_address(address: str | None) -> None:
+    """Refuse in one line a Ray address (`--address`, else `RAY_ADDRESS`) that nothing answers
+    at: `ray.init` waits for such a cluster without end (seen: over 5 minutes, logging a retry
+    every 5 s). Only HOST:PORT and ray://HOST:PORT are checked; `auto` and `local` are Ray's."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    m = _ADDRESS.fullmatch(address or "")
+    if address is None or m is None:
+        return
+    try:
+        with socket.create_connection((m.group(1), int(m.group(2))), ADDRESS_TIMEOUT_S):
+            pass
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise HrmMlirError(
+            f"--address {address}: nothing answers there ({why}): start the cluster's head "
+            "(`ray start --head`) and give the address it prints"
+        ) from None
 
 
 def _connect(address: str | None, status: Callable[[str], None] | None) -> bool:
