@@ -17,6 +17,7 @@ needs none.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -123,6 +124,24 @@ class Compiled:
     stats: dict[str, Any]
     parameters_checked: int | None  # parameters found in `params`, when it was given
     seconds: float
+
+    def as_dict(self) -> dict:
+        """`compile --json`: the artifact, its target and flags, and what was checked."""
+        from hrm_mlir.runtime.host import cpu_line
+
+        o = self.options
+        return {
+            "path": str(self.path),
+            "bytes": self.size,
+            "sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
+            "target": o.target_name(),
+            "requested_flags": o.flags(),
+            "compiled_on": cpu_line(),
+            "notes": self.notes,
+            "stats": self.stats,
+            "parameters_checked": self.parameters_checked,
+            "seconds": self.seconds,
+        }
 
 
 def compile(

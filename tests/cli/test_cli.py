@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -38,8 +39,14 @@ def test_export_compile_verify_commands(tiny_checkpoint: Path, tmp_path: Path, c
     argv = ["export", str(tiny_checkpoint), "-o", str(mlir), "--batch_size", "2"]
     assert main([*argv, "--output_type", "stablehlo", "--dtype", "bfloat16"]) == 0
     assert parse_step_signature(read_functions(mlir)["step"])[0] == 2
-    assert main(["compile", str(mlir), "-o", str(tmp_path / "m.vmfb")]) == 0
-    assert (tmp_path / "m.vmfb").stat().st_size > 0
+    compiled = tmp_path / "compiled.json"
+    assert (
+        main(["compile", str(mlir), "-o", str(tmp_path / "m.vmfb"), "--json", str(compiled)]) == 0
+    )
+    vmfb = (tmp_path / "m.vmfb").read_bytes()
+    facts = json.loads(compiled.read_text())
+    assert facts["bytes"] == len(vmfb) and facts["sha256"] == hashlib.sha256(vmfb).hexdigest()
+    assert facts["target"] == "llvm-cpu:host" and facts["stats"]["checked"]  # the self-check ran
     report = tmp_path / "report.json"
     assert main(["verify", str(tiny_checkpoint), "--mlir", str(mlir), "--json", str(report)]) == 0
     doc = json.loads(report.read_text())

@@ -46,6 +46,12 @@ def add_parser(subparsers) -> None:
         "fails gives way to the next (fast flags and kernels, fast flags, IREE's defaults) "
         "(default: --check)",
     )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write what was compiled, for which target, and what was checked, as JSON",
+    )
     p.set_defaults(func=run)
 
 
@@ -71,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
         f"{target_summary(result.options)}{kernel_summary(result.stats)}, "
         f"in {result.seconds:.1f} s{checked_summary(result.stats)}"
     )
+    if args.json is not None:
+        import json
+
+        from hrm_mlir.core.fileio import write_atomic
+
+        write_atomic(args.json, json.dumps(result.as_dict(), indent=2).encode())
     return 0
 
 
