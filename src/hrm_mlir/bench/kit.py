@@ -382,12 +382,12 @@ def _check_and_time(
     """Compare the artifact's outputs with PyTorch's (`ArtifactResult`), and every runtime's
     with float32 PyTorch where the kit is not float32; then time them all if the artifact
     matches."""
-    from hrm_mlir.runtime.module import to_numpy, to_torch
+    from hrm_mlir.runtime.module import read_back, to_numpy, to_torch
 
     dtype = config.forward_dtype
     tolerance = step_tolerance(dtype, step_depth(config))
     iree = _Iree(module, [module.on_device(to_numpy(t)) for t in args])
-    outputs = {"iree": [to_torch(r.to_host()) for r in iree.results()]}
+    outputs = {"iree": [to_torch(read_back(r)) for r in iree.results()]}
     outputs |= {name: [t.cpu() for t in fn(args)] for name, fn in torch_runtimes.items()}
     reference = [t.cpu() for t in torch_runtimes["torch-eager"].plain(args)]
     report = compare(STEP_OUTPUTS, outputs["iree"], reference, dtype, tolerance, config.halt_rule)
@@ -438,13 +438,15 @@ class _Iree:
     """An artifact's `@step` on arguments already on its device."""
 
     def __init__(self, module, args: list) -> None:
-        self.module, self.args = module, args
+        from hrm_mlir.runtime.module import read_back
+
+        self.module, self.args, self.read_back = module, args, read_back
 
     def results(self) -> tuple:
         return self.module.invoke("step", *self.args)
 
     def __call__(self) -> None:
-        self.results()[-1].to_host()  # as for PyTorch: one tiny read-back
+        self.read_back(self.results()[-1])  # as for PyTorch: one tiny read-back
 
 
 def _torch_runtimes(model, peers: tuple[str, ...]) -> dict[str, _Torch]:

@@ -195,7 +195,19 @@ class CompiledModule(ModuleFacts):
 
     def call_arrays(self, function: str, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         """Invoke `function` on host arrays and return its results as host arrays."""
-        return tuple(np.asarray(r.to_host()) for r in self.invoke(function, *args))
+        return tuple(read_back(r) for r in self.invoke(function, *args))
+
+
+def read_back(array) -> np.ndarray:
+    """A result of `invoke` copied to the host; a failed copy is one line. IREE 3.13's Python
+    runtime cannot copy back from a Vulkan device whose minImportedHostPointerAlignment is 4096
+    (lavapipe's): `hrm_mlir.runtime.tool` runs such artifacts through iree-run-module."""
+    try:
+        return np.asarray(array.to_host())
+    except (RuntimeError, ValueError) as e:
+        raise RuntimeFailure(
+            f"cannot read a result back from the device: {first_line(e)}"
+        ) from None
 
 
 def recorded_target(vmfb: bytes) -> dict[str, str]:
