@@ -46,6 +46,7 @@ from hrm_mlir.exporter.archive import parameter_tensors
 from hrm_mlir.exporter.inputs import random_step_inputs
 from hrm_mlir.exporter.reference import step_depth
 from hrm_mlir.models.config import ReasoningConfig
+from hrm_mlir.models.hrm import sdpa_attention
 from hrm_mlir.models.registry import config_from_json
 from hrm_mlir.verification import VerifyReport, compare
 
@@ -417,8 +418,6 @@ class _Torch:
         self.model, self.fn = model, fn or model.inner
 
     def __call__(self, args: list[torch.Tensor]) -> list[torch.Tensor]:
-        from hrm_mlir.models.hrm import sdpa_attention
-
         with torch.no_grad(), sdpa_attention(self.model):
             return list(self.fn(*args))
 
