@@ -231,9 +231,28 @@ def test_a_bad_description_is_one_line(kit: Path, tmp_path: Path, capsys, edit, 
     assert err.count("\n") == 0 and expected in err and KIT_FILE in err
 
 
-def test_a_vulkan_kit_on_lavapipe_is_one_line(tmp_path: Path, capsys):
-    """IREE 3.13's Python runtime cannot copy results back from lavapipe (host-pointer import
-    alignment 4096): `kit run` says so in one line instead of a traceback."""
+def _thread_cpu_s() -> dict[str, float]:
+    """CPU seconds by thread of this process (utime + stime of /proc/self/task/*/stat)."""
+    import os
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[task.name] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def test_a_vulkan_kit_runs_on_lavapipe_and_leaves_no_thread_spinning(tmp_path: Path, capsys):
+    """A Vulkan kit runs in process on lavapipe (a staging copy reads results back, where IREE
+    3.13's `to_host` imported a misaligned numpy allocation and failed), matches PyTorch, and
+    releases its device: IREE cached it for the life of the process, and lavapipe's threads then
+    spun two cores until exit, slowing every test after this one (and the Ray tests 10x)."""
+    import time
+
     from hrm_mlir.runtime.tool import vulkan_devices
     from tests.conftest import random_model, write_checkpoint
 
@@ -244,7 +263,11 @@ def test_a_vulkan_kit_on_lavapipe_is_one_line(tmp_path: Path, capsys):
     out = tmp_path / "vk"
     argv = ["kit", "build", str(ck), "-o", str(out), "--target", "vulkan", "--dtype", "float32"]
     assert main(argv) == 0  # bfloat16 does not compile for Vulkan (docs/known-issues.md)
+    before = set(_thread_cpu_s())
     capsys.readouterr()
-    assert main(["kit", "run", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "minImportedHostPointerAlignment" in err
+    assert main(["kit", "run", str(out), "--iterations", "2", "--warmup", "1"]) == 0
+    assert "every artifact matches PyTorch" in capsys.readouterr().out
+    started = {t: s for t, s in _thread_cpu_s().items() if t not in before}
+    time.sleep(1.0)
+    burnt = {t: s - started[t] for t, s in _thread_cpu_s().items() if t in started}
+    assert sum(burnt.values()) < 0.1, f"threads the Vulkan run left burn CPU: {burnt}"

@@ -357,15 +357,23 @@ def run_kit(
         f32 = config.model_copy(update={"forward_dtype": DType.FLOAT32})
         float32 = _Torch(_model(f32, state, device)) if dtype != DType.FLOAT32 else None
         for a in artifacts:
-            module = CompiledModule(kit / a["file"], driver=driver, parameters=params)
             args = [t.to(device) for t in random_step_inputs(config, a["batch"], seed=seed)]
-            result = _check_and_time(
-                a, config, module, args, torch_runtimes, float32, iterations, warmup, time_limit_s
-            )
+            # closed before the next artifact's: its device memory, and the device itself
+            with CompiledModule(kit / a["file"], driver=driver, parameters=params) as module:
+                result = _check_and_time(
+                    a,
+                    config,
+                    module,
+                    args,
+                    torch_runtimes,
+                    float32,
+                    iterations,
+                    warmup,
+                    time_limit_s,
+                )
             report.results.append(result)
             if on_result is not None:
                 on_result(result)
-            del module  # its device memory, before the next artifact's
     return report
 
 

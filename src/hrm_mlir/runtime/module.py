@@ -6,6 +6,7 @@ self-check runs the new artifact that way.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,6 +105,7 @@ class CompiledModule(ModuleFacts):
         parameters: str | Path | Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         data = vmfb if isinstance(vmfb, bytes) else _read(Path(vmfb))
+        self.driver = driver
         # Keep the index: the provider reads the tensors it was given for as long as it lives.
         self._index = None
         if parameters is not None:
@@ -111,7 +113,7 @@ class CompiledModule(ModuleFacts):
 
             self._index = load_index(parameters)
         try:
-            self._config = rt.Config(driver)
+            self._config = rt.Config(device=_device(driver))
             self._context = rt.SystemContext(config=self._config)
             if self._index is not None:
                 provider = self._index.create_provider(scope=PARAMETER_SCOPE)
@@ -171,6 +173,21 @@ class CompiledModule(ModuleFacts):
                 )
             return
 
+    def close(self) -> None:
+        """Release the module, its context and (for a GPU driver) its device now, rather than
+        when the last reference goes. Calls after this fail."""
+        held = "_context" in self.__dict__
+        for name in ("_context", "_vm_module", "_config", "_index"):
+            self.__dict__.pop(name, None)
+        if held and not self.driver.startswith("local"):
+            gc.collect()  # IREE's SystemContext and its bound modules refer to each other
+
+    def __enter__(self) -> CompiledModule:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def on_device(self, array: np.ndarray):
         """`array` copied once to this module's device, as an argument for `invoke` that stays
         there between calls (what an ACT loop does with its carry)."""
@@ -198,16 +215,53 @@ class CompiledModule(ModuleFacts):
         return tuple(read_back(r) for r in self.invoke(function, *args))
 
 
+def _device(driver: str) -> rt.HalDevice:
+    """The HAL device a module runs on. The CPU's is IREE's process-wide cached one; a GPU
+    driver's is the module's own, released with it. IREE's cache would keep a Vulkan device
+    for the life of the process, and Mesa's lavapipe then spins two threads (clock_gettime)
+    until exit: a second burnt per second of idle (docs/known-issues.md)."""
+    if driver.startswith("local"):
+        return rt.get_first_device([driver])
+    return rt.get_device(driver, cache=False)
+
+
 def read_back(array) -> np.ndarray:
-    """A result of `invoke` copied to the host; a failed copy is one line. IREE 3.13's Python
-    runtime cannot copy back from a Vulkan device whose minImportedHostPointerAlignment is 4096
-    (lavapipe's): `hrm_mlir.runtime.tool` runs such artifacts through iree-run-module."""
+    """A result of `invoke` copied to the host (a host array of its own); a failed copy is one
+    line.
+
+    A buffer the host can map is copied out of the mapping. Any other goes through a staging
+    buffer that the device allocates, mappable, rather than IREE 3.13's `to_host`, which imports
+    a numpy allocation as the copy's target: a Vulkan device whose
+    minImportedHostPointerAlignment is 4096 (lavapipe's) refuses that. This reads the
+    `DeviceArray`'s buffer view and device, which iree-base-runtime==3.13.0 (pinned) keeps as
+    `_buffer_view` and `_device`."""
     try:
-        return np.asarray(array.to_host())
+        if array._is_mappable():
+            return np.array(array.to_host())
+        return _staged_copy(array._device, array._buffer_view)
     except (RuntimeError, ValueError) as e:
         raise RuntimeFailure(
             f"cannot read a result back from the device: {first_line(e)}"
         ) from None
+
+
+def _staged_copy(device: rt.HalDevice, view: rt.HalBufferView) -> np.ndarray:
+    source = view.get_buffer()
+    staging = device.allocator.allocate_buffer(
+        memory_type=int(rt.MemoryType.HOST_LOCAL | rt.MemoryType.DEVICE_VISIBLE),
+        allowed_usage=int(rt.BufferUsage.TRANSFER_TARGET | rt.BufferUsage.MAPPING_SCOPED),
+        allocation_size=source.byte_length(),
+    )
+    done = device.create_semaphore(0)
+    device.queue_copy(
+        source,
+        staging,
+        wait_semaphores=rt.HalFence.create_at(done, 0),
+        signal_semaphores=rt.HalFence.create_at(done, 1),
+    )
+    rt.HalFence.create_at(done, 1).wait()
+    dtype = rt.HalElementType.map_to_dtype(view.element_type)
+    return np.array(staging.map().asarray(view.shape, dtype))
 
 
 def recorded_target(vmfb: bytes) -> dict[str, str]:
