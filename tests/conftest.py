@@ -4,7 +4,9 @@ upstream does."""
 from __future__ import annotations
 
 import json
+import os
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +148,20 @@ def write_checkpoint(
         meta = {"seq_len": dataset_seq_len, "vocab_size": cfg.vocab_size, "pad_id": 0}
         (meta_dir / "dataset.json").write_text(json.dumps(meta))
     return directory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def artifact_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One compiled-artifact cache for the session (`hrm_mlir.compiler.cache`): the suite never
+    writes to the user's, and tests that compile the same model share the artifact."""
+    root = tmp_path_factory.mktemp("artifact-cache")
+    before = os.environ.get("HRM_MLIR_CACHE")
+    os.environ["HRM_MLIR_CACHE"] = str(root)
+    yield root
+    if before is None:
+        os.environ.pop("HRM_MLIR_CACHE", None)
+    else:
+        os.environ["HRM_MLIR_CACHE"] = before
 
 
 @pytest.fixture

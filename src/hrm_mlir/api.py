@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hrm_mlir.core.errors import HrmMlirError
+from hrm_mlir.core.fileio import check_writable
 from hrm_mlir.core.types import DType, Entry, OutputType
 
 if TYPE_CHECKING:
@@ -70,9 +71,11 @@ def export(
 
     `output` ending in `.mlirbc` gets bytecode. `batch_size` None exports a symbolic batch.
     `params`: "inline" or "external" weights (default: external above 512 MiB); `params_file`
-    implies external and says where the archive goes (default: `output` with `.irpa`). Nothing
-    is left behind when it fails.
+    implies external and says where the archive goes (default: `output` with `.irpa`). Where
+    they cannot be written, that is an error before the export; nothing is left behind when it
+    fails.
     """
+    check_writable(output, params_file)  # before the slow export, and torch's import
     from hrm_mlir.checkpoint.load import load_checkpoint
     from hrm_mlir.exporter.module import ExportOptions
     from hrm_mlir.exporter.params import Params, default_archive_path
@@ -164,6 +167,7 @@ def compile(
     from hrm_mlir.compiler.options import CompileOptions
 
     start = time.perf_counter()
+    check_writable(output)  # before the slow compile
     options = options or CompileOptions()
     counted = None
     if params is not None:
@@ -252,14 +256,14 @@ def verify(
     from hrm_mlir.exporter.abi import parse_step_signature, read_functions
     from hrm_mlir.exporter.archive import check_archive
     from hrm_mlir.exporter.module import ExportOptions
-    from hrm_mlir.exporter.params import Params, required_parameters
+    from hrm_mlir.exporter.params import required_parameters
     from hrm_mlir.exporter.step import export_step
     from hrm_mlir.runtime.tool import ToolModule, open_artifact
     from hrm_mlir.verification import verify_act, verify_step
 
     options = options or CompileOptions()
     ck = load_checkpoint(checkpoint, seq_len=seq_len)
-    archive = params if isinstance(params, Path) else None
+    mode, archive = _params_source(params)
     notes = [] if notes is None else notes
     if mlir is not None:
         functions = read_functions(mlir)
@@ -279,7 +283,7 @@ def verify(
             output_type=OutputType.parse(output_type),
             dtype=None if dtype is None else DType.parse(dtype),
             batch_size=batch_size,
-            params=None if params is None else Params.parse(str(params)),
+            params=mode,
         )
         exported = export_step(ck, export_options)
         vmfb = compile_module(exported, options=options, notes=notes)
@@ -330,30 +334,32 @@ def run(
     max_steps: int | None = None,
     q_halt: bool = False,
     batch_size: int | None = 1,
-    dtype: DType | str = DType.FLOAT32,
+    dtype: DType | str | None = None,
     params: Params | str | Path | None = None,
     identifiers: str | Path | None = None,
     checkpoint: str | Path | None = None,
     compare_pytorch: bool = False,
     options: CompileOptions | None = None,
     progress: Callable[[str], None] | None = None,
+    cache: bool = True,
 ) -> Run:
     """Solve the puzzles of a file (Sudoku, maze, ARC) with the compiled ACT loop.
 
     `model`: a checkpoint directory (its `@act` is compiled here for this CPU, at `batch_size`
-    and `dtype`), or the .vmfb of an `@act` export (`params` its archive, `checkpoint` the
-    checkpoint for `compare_pytorch`). `max_steps` defaults to the checkpoint's
-    `halt_max_steps`; `q_halt` stops each puzzle once its family's rule holds (HRM:
+    and `dtype`, by default the checkpoint's `forward_dtype`), or the .vmfb of an `@act` export
+    (`params` its archive, `checkpoint` the checkpoint for `compare_pytorch`). A checkpoint's
+    compiled `@act` is kept in the cache (`hrm_mlir.compiler.cache`) and read back by the next
+    run of the same; `cache` False neither reads nor writes it. `max_steps` defaults to the
+    checkpoint's `halt_max_steps`; `q_halt` stops each puzzle once its family's rule holds (HRM:
     q_halt > q_continue; TRM: q_halt > 0). `identifiers`: the dataset's identifiers.json,
     mapping ARC task names to puzzle-embedding rows.
     """
     from hrm_mlir.checkpoint.load import load_checkpoint
-    from hrm_mlir.exporter.params import Params
     from hrm_mlir.runner import CompiledACT, pytorch_agreement, solve
 
     start = time.perf_counter()
     ck = None
-    archive = params if isinstance(params, Path) else None
+    mode, archive = _params_source(params)
     compiled: CompiledACT
     if Path(model).suffix == ".vmfb":
         compiled = CompiledACT.from_vmfb(model, parameters=archive)
@@ -367,16 +373,15 @@ def run(
         ck = load_checkpoint(model, seq_len=seq_len)
         # the puzzles are read and checked against the checkpoint before the slow compile
         loaded = _puzzles(puzzles, family, ck.config, identifiers)
-        dtype = DType.parse(dtype)
-        if progress is not None:
-            shown = "dynamic" if batch_size is None else batch_size
-            progress(f"compiling @act for this CPU ({dtype}, batch {shown}) ...")
+        dtype = ck.config.forward_dtype if dtype is None else DType.parse(dtype)
         compiled = CompiledACT.from_checkpoint(
             ck,
             dtype=dtype,
             batch_size=batch_size,
             compile_options=options,
-            params=None if params is None else Params.parse(str(params)),
+            params=mode,
+            cache=cache,
+            status=progress,  # "compiling ..." or "using ... from the cache"
         )
         what = f"{ck.weights_path} (compiled here, {dtype})"
     cfg = compiled.config
@@ -390,6 +395,17 @@ def run(
             raise HrmMlirError("--compare-pytorch with a .vmfb needs --checkpoint DIR")
         result.agreement = pytorch_agreement(ck, compiled, loaded, solutions, steps, q_halt)
     return result
+
+
+def _params_source(params: Params | str | Path | None) -> tuple[Params | None, Path | None]:
+    """`params` of the verbs that load or build a compiled module, as (inline|external for
+    a model built here, the parameter archive of one given): a str other than inline or
+    external is an archive's path."""
+    from hrm_mlir.exporter.params import Params, params_or_archive
+
+    source = None if params is None else params_or_archive(params)
+    mode = source if isinstance(source, Params) else None
+    return mode, source if isinstance(source, Path) else None
 
 
 def _puzzles(path, family, config: ReasoningConfig, identifiers) -> list[Puzzle]:
@@ -435,7 +451,7 @@ def evaluate(
     q_halt: bool = False,
     batch_size: int = 64,
     limit: int | None = None,
-    dtype: DType | str = DType.FLOAT32,
+    dtype: DType | str | None = None,
     params: Params | str | Path | None = None,
     runtime: str = "iree",
     predictions: str | Path | None = None,
@@ -452,6 +468,7 @@ def evaluate(
     shards: int | None = None,
     out: str | Path | None = None,
     resume: bool = False,
+    cache: bool = True,
 ) -> Evaluated:
     """Evaluate a checkpoint (its `@act` compiled here, at `batch_size`) or an `@act` .vmfb on
     a split of upstream's built dataset, with upstream's metrics (`hrm_mlir.evaluation`).
@@ -473,6 +490,9 @@ def evaluate(
     `RAY_ADDRESS`, else a local Ray), `workers` the actors, one CPU each (default: the
     cluster's CPUs), `shards` (default: 4 per worker); the result is the local engine's, its
     metrics to the bit. `progress` then comes after each shard.
+
+    A checkpoint's compiled `@act` is kept in the cache (`hrm_mlir.compiler.cache`) and read
+    back by the next evaluation of the same; `cache` False neither reads nor writes it.
     """
     from hrm_mlir.checkpoint.load import load_checkpoint
     from hrm_mlir.evaluation.dataset import load_split
@@ -484,7 +504,6 @@ def evaluate(
         evaluate_split,
         save_predictions,
     )
-    from hrm_mlir.exporter.params import Params
     from hrm_mlir.runner import CompiledACT
 
     if runtime not in ("iree", "pytorch"):
@@ -509,11 +528,13 @@ def evaluate(
             raise HrmMlirError("--engine ray writes each shard's results to a directory: give "
                                "--out DIR")  # fmt: skip
         require_ray()
+    check_writable(predictions, submission, plot)  # before the slow work
+    check_writable(out, directory=True)
     data_split = load_split(data, split)
     arc_split = _arc_split(data, split, data_split)
     if arc_split is None and (submission is not None or plot is not None):
         raise HrmMlirError(f"{data}: not an ARC build; --submission and --plot need one")
-    archive = params if isinstance(params, Path) else None
+    mode, archive = _params_source(params)
     runner: Runner | None = None
     artifact: Artifact | Callable[[], Artifact] | None = None
     if Path(model).suffix == ".vmfb":
@@ -535,29 +556,25 @@ def evaluate(
         ck = load_checkpoint(model, seq_len_fallback=data_split.metadata.seq_len)
         config = ck.config
         _check(data_split, config, str(ck.weights_path))
-        dtype = DType.parse(dtype)
+        dtype = ck.config.forward_dtype if dtype is None else DType.parse(dtype)
         if runtime == "pytorch":
             runner = PyTorchRunner(ck.build_model(dtype))
             what = f"{ck.weights_path} (PyTorch, {dtype})"
         else:
             rows = min(batch_size, max(data_split.examples if limit is None else limit, 1))
-            mode = None if params is None else Params.parse(str(params))
-            compiling = f"compiling @act for this CPU ({dtype}, batch {rows}) ..."
             if on_ray:
                 batch_size = rows  # the batch it will have, for the checks before the compile
 
                 def artifact() -> Artifact:  # after the checks of --out and --resume
-                    if status is not None:
-                        status(compiling)
                     return Artifact.from_checkpoint(
-                        ck, dtype=dtype, batch_size=rows, options=options, params=mode
-                    )
+                        ck, dtype=dtype, batch_size=rows, options=options, params=mode,
+                        cache=cache, status=status,
+                    )  # fmt: skip
             else:
-                if status is not None:
-                    status(compiling)
                 compiled = CompiledACT.from_checkpoint(
-                    ck, dtype=dtype, batch_size=rows, compile_options=options, params=mode
-                )
+                    ck, dtype=dtype, batch_size=rows, compile_options=options, params=mode,
+                    cache=cache, status=status,
+                )  # fmt: skip
                 runner = CompiledRunner(compiled)
             what = f"{ck.weights_path} (compiled here, {dtype})"
     keep_as = keep if predictions is not None else None
@@ -601,6 +618,7 @@ def score_predictions(
     against an ARC build; `submission` and `plot` as in `evaluate`."""
     from hrm_mlir.evaluation.arc import load_arc_split, load_predictions
 
+    check_writable(submission, plot)
     arc_split = load_arc_split(data, split)
     names = ", ".join(str(f) for f in files)
     return _score_arc(load_predictions(files), arc_split, names, submission, plot)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,12 +11,11 @@ import numpy as np
 import torch
 
 from hrm_mlir.checkpoint.load import Checkpoint
-from hrm_mlir.compiler.driver import compile_and_load
+from hrm_mlir.compiler.cache import compile_act
 from hrm_mlir.compiler.options import CompileOptions
 from hrm_mlir.core.errors import HrmMlirError
-from hrm_mlir.core.types import DType, OutputType
-from hrm_mlir.exporter.act import DYNAMIC, export_act
-from hrm_mlir.exporter.module import ExportOptions
+from hrm_mlir.core.types import DType
+from hrm_mlir.exporter.act import DYNAMIC
 from hrm_mlir.exporter.params import Params
 from hrm_mlir.models.config import ReasoningConfig
 from hrm_mlir.models.registry import config_from_json
@@ -44,6 +43,9 @@ class CompiledACT:
         meta = module.reflection("act")
         if "hrm.config" not in meta:
             raise HrmMlirError(f"{path}: @act carries no hrm.config (not built by hrm-mlir)")
+        if "hrm.batch_size" not in meta:
+            raise HrmMlirError(f"{path}: @act carries no hrm.batch_size (not built by hrm-mlir, "
+                               "or by an older one: export and compile it again)")  # fmt: skip
         config = config_from_json(meta["hrm.config"])
         batch = meta["hrm.batch_size"]
         return cls(module, config, None if batch == DYNAMIC else int(batch))
@@ -57,20 +59,26 @@ class CompiledACT:
         batch_size: int | None = 1,
         compile_options: CompileOptions | None = None,
         params: Params | None = None,
+        cache: bool = True,
+        status: Callable[[str], None] | None = None,
     ) -> CompiledACT:
-        """Export `@act` (linalg-on-tensors) and compile it for this machine.
+        """Export `@act` (linalg-on-tensors) and compile it for this machine, or read the
+        artifact an earlier call left in the cache (`hrm_mlir.compiler.cache`).
 
         `params` None keeps small models' weights inline and serves large ones (an ARC puzzle
-        table) from memory as external parameters.
+        table) from memory as external parameters. `cache` False neither reads nor writes the
+        cache. `status` sees a line before the compile, or on a cache hit.
         """
-        options = ExportOptions(
-            output_type=OutputType.LINALG_ON_TENSORS,
+        built = compile_act(
+            checkpoint,
             dtype=dtype,
             batch_size=batch_size,
+            options=compile_options,
             params=params,
+            cache=cache,
+            status=status,
         )
-        exported = export_act(checkpoint, options)
-        return cls(compile_and_load(exported, compile_options), exported.config, batch_size)
+        return cls(built.module, built.config, batch_size)
 
     def act(
         self, inputs: torch.Tensor, ids: torch.Tensor, max_steps: int, q_halt: bool

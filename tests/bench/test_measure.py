@@ -108,3 +108,67 @@ def test_an_unknown_runtime_is_refused_before_anything_loads(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--runtimes: unknown onnxrt; known: eager,compile,onnx,openvino,iree" in err
     assert str(missing) not in err
+
+
+def test_bf16_bench_times_each_runtime_against_the_float32_truth(tmp_path: Path, capsys):
+    """The bf16 step, its promoted artifact and the float32 artifact in one run; each runtime
+    judged against the float32 model on the same inputs over >= 32 rows before it is timed."""
+    model = random_model(forward_dtype="bfloat16")
+    ckpt = write_checkpoint(tmp_path / "ck", model, dataset_seq_len=16)
+    out_json = tmp_path / "b.json"
+    argv = ["bench", str(ckpt), "--dtype", "bfloat16", "--batch_sizes", "2", "--threads", "1"]
+    argv += ["--runtimes", "eager,iree-bf16,iree-f32", "--iterations", "2", "--warmup", "1"]
+    assert main([*argv, "--act-steps", "0", "--json", str(out_json)]) == 0
+    doc = json.loads(out_json.read_text())
+    assert doc["dtype"] == "bfloat16" and doc["machine"]["cpu"]
+    rows = {r["runtime"]: r for r in doc["results"]}
+    assert list(rows) == ["eager", "iree-bf16", "iree-f32"]
+    assert all(len(r["samples_ms"]) == 2 and r["median_ms"] > 0 for r in rows.values())
+    assert {r: rows[r]["precision"] for r in rows} == {
+        "eager": "bf16",
+        "iree-bf16": "f32 (bf16 I/O)",  # the default compile promotes
+        "iree-f32": "f32",
+    }
+    for r in rows.values():
+        truth = r["truth"]
+        assert truth["passed"] and truth["rows"] == 32  # batch 2 x 16 draws
+        assert set(truth["rel_l2"]) == set(bench.STEP_OUTPUTS)
+        assert r["verified"].startswith("max rel-L2")
+        assert r["vs_eager"] > 0 and r["vs_iree_f32"] > 0
+    eager, f32 = rows["eager"]["truth"]["rel_l2"], rows["iree-f32"]["truth"]["rel_l2"]
+    assert eager == rows["eager"]["truth"]["pytorch_bf16_rel_l2"]  # the yardstick itself
+    assert max(f32.values()) < 1e-4 < max(eager.values())  # float32 is the truth, bf16 is not
+    assert rows["iree-f32"]["vs_iree_f32"] == 1.0
+    assert any(
+        n.startswith("iree-bf16, batch 2: bfloat16 computed in float32") for n in doc["notes"]
+    )
+    printed = capsys.readouterr().out
+    assert "bfloat16" in printed and "x iree-f32" in printed and doc["machine"]["cpu"] in printed
+
+
+def test_a_bf16_runtime_far_from_the_float32_truth_is_reported_failing():
+    model = random_model(forward_dtype="bfloat16")
+    twin = bench.float32_twin(model)
+    draws = [bench.random_step_inputs(model.config, 8, seed=d) for d in range(4)]
+    with torch.no_grad():
+        ref = [model.inner(*a) for a in draws]
+        truth = [twin.inner(*bench.upcast(a)) for a in draws]
+    assert bench._judged(ref, ref, truth, model.config, strict=False)["passed"]
+    off = [(d[0], 2 * d[1], *d[2:]) for d in ref]  # z_L doubled
+    verdict = bench._judged(off, ref, truth, model.config, strict=False)
+    assert not verdict["passed"] and verdict["problems"][0].startswith("z_L: ")
+    assert bench._truth_text(verdict).startswith("FAILS: z_L: ")
+    # a float32 runtime is also held to the float32 tolerance: PyTorch bf16's outputs fail it
+    assert not bench._judged(ref, ref, truth, model.config, strict=True)["passed"]
+
+
+def test_a_runtime_unknown_for_the_dtype_is_refused_before_anything_loads(tmp_path, capsys):
+    missing = tmp_path / "no-checkpoint"
+    argv = ["bench", str(missing), "--dtype", "bfloat16", "--runtimes", "eager,iree"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "--runtimes: unknown iree for --dtype bfloat16; "
+        "known: eager,compile,onnx,openvino,iree-bf16,iree-f32"
+    )
+    assert len(err.splitlines()) == 1 and str(missing) not in err

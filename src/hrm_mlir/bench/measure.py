@@ -15,6 +15,16 @@ alike; each timed call follows an untimed call of the same runtime, so none is t
 wake. Ratios are taken within one run. FLOPs are the exact matmul FLOPs of a step
 (`step_flops`); the peak is the best 1024^3 float32 GEMM (torch.mm) of the run, measured before
 and once per timed round, in the same process with the same thread count.
+
+`dtype=bfloat16` times the bf16 step instead: PyTorch eager and torch.compile of the model in
+bf16; ONNX Runtime (its CPU provider has few bf16 kernels) and OpenVINO at its default inference
+precision on the float32 ONNX export; the project's bf16 artifact (`iree-bf16`, computed in
+float32 behind its bf16 ABI unless the compile options say `bf16_compute="bfloat16"`) and its
+float32 one (`iree-f32`). The float32 runtimes get the bf16 inputs upcast (exactly). Every
+runtime is judged against the float32 truth (the model in float32 on the same weights and
+inputs) over `verification.draws_for` draws, by `numerics.judge_reduced` (distance at most
+1.5 x PyTorch bf16's), and those computing in float32 also by the float32 step tolerance; one
+that fails is timed and reported as failing, with a note.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -39,19 +49,20 @@ from hrm_mlir.checkpoint.load import Checkpoint
 from hrm_mlir.compiler.driver import compile_and_load
 from hrm_mlir.compiler.options import CompileOptions
 from hrm_mlir.core.errors import HrmMlirError, first_line
-from hrm_mlir.core.numerics import step_tolerance
+from hrm_mlir.core.fileio import write_atomic
+from hrm_mlir.core.numerics import judge_reduced, step_tolerance
 from hrm_mlir.core.types import DType, OutputType
 from hrm_mlir.exporter.abi import STEP_OUTPUTS
 from hrm_mlir.exporter.inputs import random_step_inputs
-from hrm_mlir.exporter.module import ExportOptions
+from hrm_mlir.exporter.module import ExportOptions, prepare_model
 from hrm_mlir.exporter.params import Params
-from hrm_mlir.exporter.reference import step_depth
+from hrm_mlir.exporter.reference import float32_twin, step_depth, upcast
 from hrm_mlir.exporter.step import export_step
 from hrm_mlir.models.config import ReasoningConfig
 from hrm_mlir.models.hrm import HRM
 from hrm_mlir.models.registry import family_by_key
 from hrm_mlir.runtime.module import CompiledModule
-from hrm_mlir.verification import compare
+from hrm_mlir.verification import compare, draws_for
 
 
 def step_flops(config: ReasoningConfig, batch_size: int) -> int:
@@ -106,7 +117,12 @@ class Result:
     vs_eager: float | None = None  # eager median / this median (>1 = faster than eager)
     vs_onnx: float | None = None
     verified: str = ""
-    precision: str | None = None  # the compute precision the runtime reports (OpenVINO)
+    # What the runtime computes in: OpenVINO's INFERENCE_PRECISION_HINT; with dtype bfloat16
+    # every runtime's ("bf16", "f32", "f32 (bf16 I/O)" for a promoted bf16 artifact)
+    precision: str | None = None
+    vs_iree_f32: float | None = None  # iree-f32 median / this median (dtype bfloat16)
+    # dtype bfloat16: the outputs against the float32 truth (`_judged`)
+    truth: dict | None = None
 
     @property
     def median_ms(self) -> float:
@@ -214,6 +230,162 @@ def _runners(
     return out
 
 
+def _bf16_runners(
+    model: HRM,
+    twin: HRM,
+    batch: int,
+    runtimes: list[str],
+    threads: int,
+    compile_options: CompileOptions,
+    params: Params | None,
+    notes: list[str],
+    precisions: dict[str, str],
+    truths: dict[str, dict],
+) -> dict[str, tuple[Callable[[], object], str]]:
+    """`_runners` of a bfloat16 bench: name -> (a call of the step on the first draw's inputs,
+    how its outputs compare with the float32 truth).
+
+    `model` computes in bf16 and `twin` is it in float32, the truth; the float32 runtimes (ONNX
+    Runtime, OpenVINO, iree-f32) run `twin` on the inputs upcast. Each runtime is called on
+    `draws_for(batch)` draws and judged on all of them (`_judged`) before it is timed;
+    `precisions` and `truths` get what each computes in and that judgement."""
+    draws = [random_step_inputs(model.config, batch, seed=d) for d in range(draws_for(batch))]
+    wide = [upcast(args) for args in draws]
+    with torch.no_grad():
+        ref = [model.inner(*args) for args in draws]
+        truth = [twin.inner(*args) for args in wide]
+    out: dict[str, tuple[Callable[[], object], str]] = {}
+
+    def add(name: str, calls: Sequence[Callable[[], object]], precision: str) -> None:
+        """Judge `calls` (one per draw), then keep the first for timing."""
+        verdict = _judged(
+            [_tensors(call()) for call in calls],
+            ref,
+            truth,
+            model.config,
+            strict=precision == "f32",
+        )
+        precisions[name], truths[name] = precision, verdict
+        if not verdict["passed"]:
+            notes.append(
+                f"{name} at batch {batch} fails against the float32 truth, timed all the same: "
+                + "; ".join(verdict["problems"][:3])
+            )
+        out[name] = (calls[0], _truth_text(verdict))
+
+    if "eager" in runtimes:
+        add("eager", [partial(_no_grad, model.inner, args) for args in draws], "bf16")
+    if "compile" in runtimes:
+        compiled = torch.compile(model.inner)
+        try:
+            _no_grad(compiled, draws[0])
+        except Exception as e:  # inductor raises many types; a peer failing is not ours to stop
+            notes.append(f"torch.compile failed at batch {batch}, not timed: {first_line(e, '')}")
+        else:
+            add("torch.compile", [partial(_no_grad, compiled, args) for args in draws], "bf16")
+    with OnnxExport(twin, wide[0]) as onnx:
+        if "onnx" in runtimes:
+            session = onnx_session(twin, wide[0], threads, export=onnx)
+            if session is not None:
+                names = [i.name for i in session.get_inputs()]
+                feeds = [{n: a.numpy() for n, a in zip(names, args, strict=True)} for args in wide]
+                add("onnxruntime", [partial(session.run, None, f) for f in feeds], "f32")
+        if "openvino" in runtimes:
+            compiled_ov = openvino_model(twin, wide[0], threads, export=onnx, precision=None)
+            if compiled_ov is not None:
+                request = compiled_ov.create_infer_request()
+                calls = [
+                    partial(request.infer, [a.numpy() for a in args], share_inputs=True)
+                    for args in wide
+                ]
+                hint = compiled_ov.get_property("INFERENCE_PRECISION_HINT").to_string()
+                add("openvino", calls, hint)
+    options = ExportOptions(
+        output_type=OutputType.LINALG_ON_TENSORS, batch_size=batch, params=params
+    )
+    if "iree-bf16" in runtimes:
+        said: list[str] = []
+        module = _load(
+            export_step(model, options), compile_options, said, f"iree-bf16, batch {batch}"
+        )
+        notes += said
+        promoted = any(_PROMOTED in note for note in said)
+        calls = [partial(module.call, "step", *args) for args in draws]
+        add("iree-bf16", calls, "f32 (bf16 I/O)" if promoted else "bf16")
+    if "iree-f32" in runtimes:
+        module = _load(
+            export_step(twin, options), compile_options, notes, f"iree-f32, batch {batch}"
+        )
+        add("iree-f32", [partial(module.call, "step", *args) for args in wide], "f32")
+    return out
+
+
+_PROMOTED = "bfloat16 computed in float32"  # how `compile_module` notes a promoted bf16 module
+
+
+def _judged(got, ref, truth, config: ReasoningConfig, *, strict: bool) -> dict:
+    """Outputs of draws (each the step's outputs) against the float32 truth's, rows stacked:
+    rel-L2 distances and answer agreement, judged by `numerics.judge_reduced` with PyTorch
+    bf16's (`ref`) as the yardstick; `strict` (a runtime computing in float32) also by the
+    float32 step tolerance."""
+    count = len(STEP_OUTPUTS)
+    if any(len(outputs) != count for outputs in got):
+        return {"passed": False, "problems": [f"got {len(got[0])} outputs, expected {count}"]}
+    g, r, t = _stacked(got), _stacked(ref), _stacked(truth)
+    problems = [
+        f"{name}: shape {tuple(a.shape)}, expected {tuple(b.shape)}"
+        for name, a, b in zip(STEP_OUTPUTS, g, t, strict=True)
+        if a.shape != b.shape
+    ]
+    if problems:
+        return {"passed": False, "problems": problems}
+    judgement = judge_reduced(
+        STEP_OUTPUTS,
+        [x.float().numpy() for x in g],
+        [x.float().numpy() for x in r],
+        [x.float().numpy() for x in t],
+        halts=config.halt_rule.halts,
+    )
+    problems = judgement.problems()
+    if strict:
+        tolerance = step_tolerance(DType.FLOAT32, step_depth(config))
+        wide = [x.float() for x in g]
+        problems += compare(
+            STEP_OUTPUTS, wide, t, DType.FLOAT32, tolerance, rule=config.halt_rule
+        ).failures()
+    return {
+        "passed": not problems,
+        "problems": problems,
+        "rows": int(t[0].shape[0]),
+        "rel_l2": {o.name: o.distance for o in judgement.outputs},
+        "pytorch_bf16_rel_l2": {o.name: o.pytorch for o in judgement.outputs},
+        "agreement": {a.what: a.agreement for a in judgement.answers},
+    }
+
+
+def _truth_text(verdict: dict) -> str:
+    if not verdict["passed"]:
+        more = len(verdict["problems"]) - 1
+        return f"FAILS: {verdict['problems'][0]}" + (f" (+{more} more)" if more else "")
+    worst, pytorch = max(verdict["rel_l2"].values()), max(verdict["pytorch_bf16_rel_l2"].values())
+    return (
+        f"max rel-L2 {worst:.1e} from the f32 truth (eager bf16 {pytorch:.1e}), "
+        f"{verdict['rows']} rows"
+    )
+
+
+def _tensors(raw) -> list[torch.Tensor]:
+    """A runtime's outputs as tensors (OpenVINO answers a dict of arrays)."""
+    return [torch.as_tensor(v) for v in (raw if isinstance(raw, list | tuple) else raw.values())]
+
+
+def _stacked(draws) -> list[torch.Tensor]:
+    """Each output's rows over the draws, stacked (a 0-d output as one row)."""
+    return [
+        torch.cat([d[i].reshape(d[i].shape or (1,)) for d in draws]) for i in range(len(draws[0]))
+    ]
+
+
 def iree_variants(options: CompileOptions) -> dict[str, CompileOptions]:
     """The static-batch IREE runtimes `bench` can time, and their compile options."""
     return {
@@ -231,16 +403,30 @@ def iree_variants(options: CompileOptions) -> dict[str, CompileOptions]:
 
 
 PEERS = ("eager", "compile", "onnx", "openvino")
+# What `bench` times when not told (the A/B IREE variants only when asked for).
+DEFAULT_RUNTIMES = {
+    DType.FLOAT32: (*PEERS, "iree", "iree-no-kernels", "iree-plain", "iree-tuned", "iree-dynamic"),
+    DType.BFLOAT16: (*PEERS, "iree-bf16", "iree-f32"),
+}
 
 
-def check_runtimes(runtimes: list[str]) -> None:
+def known_runtimes(dtype: DType = DType.FLOAT32) -> list[str]:
+    """The runtimes `bench` can time in `dtype`."""
+    if dtype == DType.BFLOAT16:
+        return list(DEFAULT_RUNTIMES[dtype])
+    return [*PEERS, *iree_variants(CompileOptions()), "iree-dynamic"]
+
+
+def check_runtimes(runtimes: list[str], dtype: DType = DType.FLOAT32) -> None:
     """Refuse an unknown runtime name before anything slow starts (a typo would otherwise
     time nothing)."""
-    known = [*PEERS, *iree_variants(CompileOptions()), "iree-dynamic"]
+    known = known_runtimes(dtype)
     unknown = [r for r in runtimes if r not in known]
     if unknown or not runtimes:
+        where = "" if dtype == DType.FLOAT32 else f" for --dtype {dtype.value}"
         raise HrmMlirError(
-            f"--runtimes: unknown {', '.join(unknown) or '(none given)'}; known: {','.join(known)}"
+            f"--runtimes: unknown {', '.join(unknown) or '(none given)'}{where}; "
+            f"known: {','.join(known)}"
         )
 
 
@@ -322,21 +508,27 @@ def onnx_session(
         return ort.InferenceSession(str(export.path()), options, providers=["CPUExecutionProvider"])
 
 
-def openvino_model(model: HRM, args, threads: int, *, export: OnnxExport | None = None):
-    """The ONNX export of the step compiled by OpenVINO's CPU plugin in float32 with `threads`
-    threads, for latency, or None when openvino is not installed. `export`: as for
-    `onnx_session`."""
+def openvino_model(
+    model: HRM,
+    args,
+    threads: int,
+    *,
+    export: OnnxExport | None = None,
+    precision: str | None = "f32",
+):
+    """The ONNX export of the step compiled by OpenVINO's CPU plugin with `threads` threads, for
+    latency, or None when openvino is not installed. `export`: as for `onnx_session`.
+    `precision`: its INFERENCE_PRECISION_HINT; None leaves the plugin's default (bf16 on CPUs
+    with AMX or AVX512_BF16, f32 elsewhere)."""
     try:
         import openvino as ov
     except ImportError:
         print("openvino is not installed: skipping it (pip install '.[bench]')")
         return None
-    config = {
+    config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    if precision is not None:
         # Without it, on CPUs with AMX or AVX512_BF16 the plugin silently computes in bfloat16.
-        "INFERENCE_PRECISION_HINT": "f32",
-        "INFERENCE_NUM_THREADS": threads,
-        "PERFORMANCE_HINT": "LATENCY",
-    }
+        config["INFERENCE_PRECISION_HINT"] = precision
     # The compiled model holds the weights (a mapped file stays readable once unlinked).
     with ExitStack() as stack:
         export = export or stack.enter_context(OnnxExport(model, args))
@@ -355,36 +547,77 @@ def bench(
     act_steps: int,
     compile_options: CompileOptions | None = None,
     params: Params | None = None,
+    dtype: DType = DType.FLOAT32,
 ) -> BenchReport:
-    """Measure every runtime at every batch size (float32).
+    """Measure every runtime at every batch size.
 
-    `params` chooses inline or external weights for the IREE artifacts (None: by size).
+    Args:
+        params: inline or external weights for the IREE artifacts (None: by size).
+        dtype: float32 (the model in float32, whatever the checkpoint's forward_dtype), or
+            bfloat16: the bf16 runtimes against the float32 ones, each judged against the
+            float32 truth (`_bf16_runners`).
+    Raises:
+        HrmMlirError: an unknown runtime for `dtype`; a float32 runtime that disagrees with
+            eager.
     """
-    check_runtimes(runtimes)
+    check_runtimes(runtimes, dtype)
     torch.set_num_threads(threads)
     from iree.runtime import flags
 
+    from hrm_mlir.runtime.host import cpu_line
+
     flags.parse_flags(f"--task_topology_max_group_count={threads}")
     compile_options = compile_options or CompileOptions()
-    model = source.build_model(DType.FLOAT32) if isinstance(source, Checkpoint) else source.eval()
+    reduced = dtype != DType.FLOAT32
+    if reduced:
+        model = prepare_model(source, dtype)
+    else:
+        model = source.build_model(dtype) if isinstance(source, Checkpoint) else source.eval()
+    twin = float32_twin(model) if reduced else None  # the truth of a reduced-precision bench
     # The peak is the best GEMM of the run: measured before, then once per timed round (so it
     # sees the same machine state as the runtimes).
     peak = measure_peak_gflops(threads)
     probe = PeakProbe()
-    variants = {**iree_variants(compile_options), "iree-dynamic": compile_options}
+    if reduced:
+        variants = {"iree-bf16": compile_options, "iree-f32": compile_options}
+        promoted = compile_options.promotes_bf16()  # float32 flags and kernels behind bf16 I/O
+        computes = {"iree-bf16": DType.FLOAT32 if promoted else dtype, "iree-f32": DType.FLOAT32}
+    else:
+        variants = {**iree_variants(compile_options), "iree-dynamic": compile_options}
+        computes = dict.fromkeys(variants, DType.FLOAT32)
     report = BenchReport(
         machine={
             "platform": platform.platform(),
             "processor": platform.processor(),
             "cpus": os.cpu_count(),
+            "cpu": cpu_line(),
         },
         threads=threads,
-        dtype="float32",
+        dtype=dtype.value,
         peak_gflops=0.0,  # set at the end
         config=model.config.model_dump(mode="json"),
-        flags={name: o.flags() for name, o in variants.items()},
-        gemm_kernels={name: o.use_gemm_kernels() for name, o in variants.items()},
+        flags={name: o.flags(computes[name]) for name, o in variants.items()},
+        gemm_kernels={
+            name: o.use_gemm_kernels() and computes[name] == DType.FLOAT32
+            for name, o in variants.items()
+        },
     )
+    if reduced and "onnx" in runtimes:
+        report.notes.append(
+            "onnxruntime runs the float32 ONNX export on the bf16 inputs upcast: its CPU "
+            "execution provider has few bfloat16 kernels"
+        )
+    if reduced and act_steps:
+        # Promoting a bf16 @act fails on its bf16 constants (H_init, L_init) in
+        # `compiler.promote`: "'arith.constant' op failed to verify that all of {value,
+        # result} have same type".
+        report.notes.append("--act-steps: @act is timed in float32 benches only")
+    if reduced and "openvino" in runtimes:
+        report.notes.append(
+            "openvino runs the float32 ONNX export at its default inference precision (its "
+            "INFERENCE_PRECISION_HINT under 'computes in'): bf16 on CPUs with AMX or "
+            "AVX512_BF16, f32 elsewhere"
+        )
     dynamic = (
         _dynamic_module(model, compile_options, params, report.notes)
         if "iree-dynamic" in runtimes
@@ -392,17 +625,32 @@ def bench(
     )
     for batch in batch_sizes:
         precisions: dict[str, str] = {}
-        runners = _runners(
-            model,
-            batch,
-            runtimes,
-            threads,
-            compile_options,
-            params,
-            dynamic,
-            report.notes,
-            precisions,
-        )
+        truths: dict[str, dict] = {}
+        if twin is not None:
+            runners = _bf16_runners(
+                model,
+                twin,
+                batch,
+                runtimes,
+                threads,
+                compile_options,
+                params,
+                report.notes,
+                precisions,
+                truths,
+            )
+        else:
+            runners = _runners(
+                model,
+                batch,
+                runtimes,
+                threads,
+                compile_options,
+                params,
+                dynamic,
+                report.notes,
+                precisions,
+            )
         samples: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(warmup):
             for fn, _v in runners.values():
@@ -427,20 +675,21 @@ def bench(
                 samples[name],
                 verified=runners[name][1],
                 precision=precisions.get(name),
+                truth=truths.get(name),
             )
             for name in runners
         ]
-        eager = next((r.median_ms for r in results if r.runtime == "eager"), None)
-        onnx = next((r.median_ms for r in results if r.runtime == "onnxruntime"), None)
+        medians = {r.runtime: r.median_ms for r in results}
+        eager, onnx, f32 = (medians.get(n) for n in ("eager", "onnxruntime", "iree-f32"))
         for r in results:
             r.gflops = flops / (r.median_ms / 1e3) / 1e9
             r.vs_eager = eager / r.median_ms if eager else None
             r.vs_onnx = onnx / r.median_ms if onnx else None
+            r.vs_iree_f32 = f32 / r.median_ms if f32 else None
         report.results += results
-        if act_steps and "iree" in runtimes:
-            report.act.append(
-                _act_vs_steps(model, batch, act_steps, compile_options, iterations, params)
-            )
+        if act_steps and not reduced and "iree" in runtimes:
+            act = _act_vs_steps(model, batch, act_steps, compile_options, iterations, params)
+            report.act.append({"runtime": "iree", **act})
     report.peak_gflops = peak
     for r in report.results:
         r.pct_peak = 100 * r.gflops / peak
@@ -481,11 +730,13 @@ def _act_vs_steps(
     return {"batch_size": batch, "steps": steps, "act_ms": a, "step_loop_ms": s, "ratio": a / s}
 
 
-def measure_phases(checkpoint_path: Path, seq_len: int | None, workdir: Path) -> dict:
-    """Wall time and peak RSS of `hrm-mlir export` and `hrm-mlir compile`, each in its own
-    process (as a user runs them)."""
+def measure_phases(
+    checkpoint_path: Path, seq_len: int | None, workdir: Path, dtype: DType = DType.FLOAT32
+) -> dict:
+    """Wall time and peak RSS of `hrm-mlir export` (in `dtype`) and `hrm-mlir compile`, each in
+    its own process (as a user runs them)."""
     mlir, vmfb = workdir / "phase.mlirbc", workdir / "phase.vmfb"
-    common = ["--output_type", "linalg-on-tensors", "--dtype", "float32"]
+    common = ["--output_type", "linalg-on-tensors", "--dtype", dtype.value]
     if seq_len:
         common += ["--seq_len", str(seq_len)]
     phases = {}
@@ -498,11 +749,16 @@ def measure_phases(checkpoint_path: Path, seq_len: int | None, workdir: Path) ->
             capture_output=True,
             text=True,
         )
-        if shim.returncode != 0:
-            raise RuntimeError(f"hrm-mlir {name} failed: {shim.stderr.strip()[-500:]}")
+        if shim.returncode != 0:  # the command's own error, one line where it is the user's
+            lines = shim.stderr.strip().splitlines() or ["no error output"]
+            said = [ln for ln in lines if ln.startswith(_ERROR)]
+            why = said[-1].removeprefix(_ERROR) if said else lines[-1]
+            raise HrmMlirError(f"bench --phases: hrm-mlir {name} failed: {why}")
         phases[name] = json.loads(shim.stdout.strip().splitlines()[-1])
     return phases
 
+
+_ERROR = "hrm-mlir: error: "  # how the command line starts a user error (`hrm_mlir.cli.app`)
 
 # Runs argv[1:] and prints its wall time and peak RSS as JSON. A child inherits its parent's
 # peak RSS across fork + exec on Linux (`ru_maxrss`), so the command is started from this small
@@ -514,7 +770,7 @@ proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
 _, status, usage = os.wait4(proc.pid, 0)
 wall = time.perf_counter() - start
 if status:
-    sys.exit(f"exit status {status}")
+    sys.exit(1)  # the command's stderr says why
 print(json.dumps({"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}))
 """
 
@@ -534,17 +790,15 @@ def plot(report: BenchReport, path: Path) -> None:
     ax.set_xlabel("batch size")
     ax.set_ylabel("median ms per ACT step")
     ax.set_title(
-        f"{family_by_key(report.config.get('family', 'hrm_act_v1')).title} step, float32, "
+        f"{family_by_key(report.config.get('family', 'hrm_act_v1')).title} step, {report.dtype}, "
         f"{report.threads} threads (peak {report.peak_gflops:.0f} GFLOP/s)"
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 
 
 def write_json(report: BenchReport, path: Path) -> None:
-    from hrm_mlir.core.fileio import write_atomic
-
     write_atomic(path, json.dumps(report.as_dict(), indent=2).encode())

@@ -12,9 +12,21 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hrm_mlir.cli import bench, common, compile, doctor, evaluate, export, info, kit, run, verify
+from hrm_mlir.cli import (
+    bench,
+    cache,
+    common,
+    compile,
+    doctor,
+    evaluate,
+    export,
+    info,
+    kit,
+    run,
+    verify,
+)
 from hrm_mlir.cli.common import EXIT_USER_ERROR
-from hrm_mlir.core.errors import HrmMlirError
+from hrm_mlir.core.errors import HrmMlirError, first_line
 
 VERBS = (
     info,
@@ -26,6 +38,7 @@ VERBS = (
     bench,
     kit,
     doctor,
+    cache,
 )  # in the order `--help` lists them
 
 
@@ -70,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"hrm-mlir: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as e:  # a path the library did not check: missing, unreadable, unwritable
+        if args.debug or e.filename is None:
+            raise  # not about a file: a bug to see in full
+        print(f"hrm-mlir: error: {e.filename}: {e.strerror or first_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("hrm-mlir: interrupted", file=sys.stderr)

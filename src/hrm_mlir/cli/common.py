@@ -91,12 +91,9 @@ def params_mode(value: str):
 
 def params_source(value: str):
     """`inline`, `external` (a `Params`), or the path of a parameter archive."""
-    from hrm_mlir.exporter.params import Params
+    from hrm_mlir.exporter.params import params_or_archive
 
-    try:
-        return Params.parse(value)
-    except ValueError:
-        return Path(value)
+    return params_or_archive(value)
 
 
 PARAMS_DEFAULT = "inline, or external when the weights exceed 512 MiB"
@@ -219,8 +216,8 @@ def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None
         default=None,
         help="llvm-cpu flags. Default: float32 modules get the fastest found (O3, data tiling, "
         "ukernels, 1 MiB matmul tiles) within a 64 KiB stack limit that plain IREE runtimes "
-        "allow, falling back to IREE's defaults where IREE rejects them; bfloat16 gets IREE's "
-        "defaults. --tuned: the same flags with 256 KiB (runtimes need "
+        "allow, falling back to IREE's defaults where IREE rejects them or the self-check "
+        "fails. --tuned: the same flags with 256 KiB (runtimes need "
         "--task_worker_stack_size=1048576). --no-tuned: IREE's defaults",
     )
     p.add_argument(
@@ -233,11 +230,31 @@ def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None
         "--no-tuned",
     )
     p.add_argument(
+        "--bf16-compute",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="llvm-cpu: what a bfloat16 module computes in. float32: promoted behind its bf16 "
+        "inputs and outputs, with the float32 flags and kernels; bfloat16: bf16 arithmetic "
+        "(emulated on a CPU without AVX512_BF16 or AMX-BF16) (default: float32)",
+    )
+    p.add_argument(
         "--iree-flag",
         action="append",
         default=[],
         metavar="FLAG",
         help="extra iree-compile flag, repeatable (default: none)",
+    )
+
+
+def add_cache_option(p: argparse.ArgumentParser) -> None:
+    """`--no-cache` of the commands that compile a checkpoint's `@act` (run, evaluate)."""
+    p.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        help="neither read nor write the cache of compiled artifacts (default: a checkpoint's "
+        "compiled @act is kept in $HRM_MLIR_CACHE, else $XDG_CACHE_HOME/hrm-mlir, else "
+        "~/.cache/hrm-mlir, and reused; see `hrm-mlir cache info`)",
     )
 
 
@@ -260,6 +277,7 @@ def compile_options(args: argparse.Namespace):
         tuned=args.tuned,
         gemm_kernels=args.gemm_kernels,
         extra_flags=tuple(args.iree_flag),
+        bf16_compute=getattr(args, "bf16_compute", defaults.bf16_compute),
     )
 
 

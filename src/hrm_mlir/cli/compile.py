@@ -14,6 +14,7 @@ from hrm_mlir.cli.common import (
     stage,
     target_summary,
 )
+from hrm_mlir.core.fileio import check_writable
 from hrm_mlir.core.types import OutputType
 
 
@@ -58,6 +59,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from hrm_mlir.api import compile
 
+    check_writable(args.json)  # the output is checked by `compile`, before it compiles
     with stage(f"compiling {args.mlir} with IREE"):
         result = compile(
             args.mlir,

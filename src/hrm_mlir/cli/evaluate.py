@@ -13,6 +13,7 @@ from rich.table import Table
 
 from hrm_mlir.cli import common
 from hrm_mlir.cli.common import (
+    add_cache_option,
     add_compile_options,
     add_params_source_option,
     choice,
@@ -21,6 +22,7 @@ from hrm_mlir.cli.common import (
     positive,
 )
 from hrm_mlir.core.errors import HrmMlirError
+from hrm_mlir.core.fileio import check_writable
 from hrm_mlir.core.types import DType
 
 
@@ -77,8 +79,10 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--dtype",
         type=choice(DType),
-        default=DType.FLOAT32,
-        help="forward dtype of a checkpoint compiled here (default: float32)",
+        default=None,
+        help="forward dtype of a checkpoint compiled here (default: the checkpoint's "
+        "forward_dtype, what verify checks; bfloat16 is computed in float32 on CPUs without "
+        "bf16 units, as fast as float32)",
     )
     p.add_argument(
         "--runtime",
@@ -163,12 +167,14 @@ def add_parser(subparsers) -> None:
     )
     add_params_source_option(p, modes=True)
     add_compile_options(p, gpu=False)
+    add_cache_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from hrm_mlir.api import evaluate
 
+    check_writable(args.json)  # before the slow work; `evaluate` checks its other outputs
     if args.predictions is not None:
         return score(args)
     if args.model is None:
@@ -217,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
             shards=args.shards,
             out=args.out,
             resume=args.resume,
+            cache=args.cache,
         )
     r = result.result
     t = Table(title=f"{result.what} on {args.data}/{args.split}")

@@ -19,6 +19,7 @@ from hrm_mlir.cli.common import (
     print_notes,
     stage,
 )
+from hrm_mlir.core.fileio import check_writable
 from hrm_mlir.core.types import DType
 
 
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hrm_mlir.bench.kit import run_kit, write_report
 
+    check_writable(args.json)  # before the slow work
     peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
     with stage(f"checking and timing {args.kit}"):
         report = run_kit(
@@ -157,9 +159,13 @@ def run(args: argparse.Namespace) -> int:
         eager, iree = r.median("torch-eager"), r.median("iree")
         worst = max((o.rel_l2 for o in r.report.outputs), default=float("nan"))
         verified = f"max rel-L2 {worst:.1e}"
-        if r.report_float32 is not None:
-            f32 = max((o.rel_l2 for o in r.report_float32.outputs), default=float("nan"))
-            verified += f" ({r.report.dtype.value}), {f32:.1e} (float32)"
+        if r.report.reduced is not None:
+            f32 = max((o.distance for o in r.report.reduced.outputs), default=float("nan"))
+            torch_f32 = max((o.pytorch for o in r.report.reduced.outputs), default=float("nan"))
+            verified += (
+                f" ({r.report.dtype.value}); from float32 {f32:.1e}, PyTorch's {torch_f32:.1e} "
+                f"({r.report.rows} rows)"
+            )
         if not r.passed:
             verified = "NO: " + "; ".join(r.failures())
         t.add_row(

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hrm_mlir.cli.common import (
+    add_cache_option,
     add_compile_options,
     add_params_source_option,
     add_seq_len_option,
@@ -17,6 +18,7 @@ from hrm_mlir.cli.common import (
     positive,
     stage,
 )
+from hrm_mlir.core.fileio import check_writable
 from hrm_mlir.core.types import DType
 
 
@@ -57,9 +59,10 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--dtype",
         type=choice(DType),
-        default=DType.FLOAT32,
-        help="forward dtype of a checkpoint compiled here (default: float32, fastest and exact "
-        "on CPUs without bf16 units)",
+        default=None,
+        help="forward dtype of a checkpoint compiled here (default: the checkpoint's "
+        "forward_dtype, what verify checks; bfloat16 is computed in float32 on CPUs without "
+        "bf16 units, as fast as float32)",
     )
     p.add_argument(
         "--compare-pytorch",
@@ -82,6 +85,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     add_params_source_option(p, modes=True)
     add_compile_options(p, gpu=False)
+    add_cache_option(p)
     p.set_defaults(func=run)
 
 
@@ -90,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from hrm_mlir.puzzles import get_codec
     from hrm_mlir.runner import solutions_json
 
+    check_writable(args.json)  # before the slow work
     with stage("solving" if str(args.model).endswith(".vmfb") else "compiling and solving"):
         result = run_puzzles(
             args.model,
@@ -106,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             compare_pytorch=args.compare_pytorch,
             options=compile_options(args),
             progress=out.print,
+            cache=args.cache,
         )
     solutions = result.solutions
     mode = "Q-halting" if result.q_halt else "fixed steps"

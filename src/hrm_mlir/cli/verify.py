@@ -19,6 +19,7 @@ from hrm_mlir.cli.common import (
     print_notes,
     stage,
 )
+from hrm_mlir.core.fileio import check_writable
 
 
 def add_parser(subparsers) -> None:
@@ -38,6 +39,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from hrm_mlir.api import verify
 
+    check_writable(args.json)  # before the slow work
     notes: list[str] = []
 
     def show(title: str, report) -> None:

@@ -24,6 +24,7 @@ from hrm_mlir.compiler.kernels.fusion import fuse_attention
 from hrm_mlir.compiler.kernels.gemm import GemmShape, rewrite_gemms
 from hrm_mlir.compiler.kernels.qkv import QkvShape
 from hrm_mlir.compiler.options import CompileOptions, Target
+from hrm_mlir.compiler.promote import promote_bf16
 from hrm_mlir.compiler.selfcheck import checked, checker
 from hrm_mlir.core.errors import CompileError, first_line
 from hrm_mlir.core.fileio import write_atomic
@@ -71,6 +72,7 @@ class _Prepared:
     kernels: list[GemmShape] = field(default_factory=list)
     attention: list[tuple[AttentionShape, QkvShape | None]] = field(default_factory=list)
     cases: list[Case] = field(default_factory=list)
+    promoted: bool = False  # a bf16 module computed in float32 (`hrm_mlir.compiler.promote`)
 
 
 def compile_module(
@@ -128,7 +130,20 @@ def compile_module(
             parameters = source.parameters or None
         else:
             dtype, external = module_facts(path)
-        prepared = _prepare(path, dialect, options, Path(tmp))
+        promote = dtype == DType.BFLOAT16 and options.promotes_bf16()
+        prepared = _prepare(path, dialect, options, Path(tmp), promote, notes)
+        if promote and not prepared.promoted:
+            notes.append(
+                "bfloat16 arithmetic: not computed in float32, the module did not parse or has "
+                "bf16 globals (external parameters stored as bf16) that it would retype"
+            )
+        if prepared.promoted:
+            dtype = DType.FLOAT32
+            notes.append(
+                f"bfloat16 computed in float32 on {options.cpu_target().name}, bf16 at the "
+                "module's inputs and outputs: faster than bf16 arithmetic where the CPU has "
+                "none, and closer to the float32 truth (--bf16-compute bfloat16 keeps bf16)"
+            )
         configs = _configurations(options, prepared, dtype, external)
         run_check = checker(options, prepared.cases, external, parameters, notes, check)
         failed: list[tuple[_Config, str]] = []
@@ -190,42 +205,62 @@ def _configurations(
     return configs[:1] if options.tuned is not None else configs
 
 
-def _prepare(path: Path, dialect: OutputType, options: CompileOptions, tmp: Path) -> _Prepared:
-    """Parse the module once: take its reference cases out, stamp its public functions with the
-    target, and, where the kernels apply, rewrite a copy's attention onto
-    `hrm_mlir.cpu_attention`'s kernel and its other float32 GEMMs onto `hrm_mlir.cpu_gemm`'s.
+def _prepare(
+    path: Path,
+    dialect: OutputType,
+    options: CompileOptions,
+    tmp: Path,
+    promote: bool = False,
+    notes: list[str] | None = None,
+) -> _Prepared:
+    """Parse the module once: take its reference cases out, compute a bf16 module in float32
+    behind its bf16 signatures where `promote` says so (`hrm_mlir.compiler.promote`), stamp its
+    public functions with the target, and, where the kernels apply, rewrite a copy's attention
+    onto `hrm_mlir.cpu_attention`'s kernel and its other float32 GEMMs onto `hrm_mlir.cpu_gemm`'s.
 
     The rewrite works on linalg on tensors; torch and StableHLO input is then first taken there
     by IREE's own input conversion (`iree-compile --compile-to=input`), and that linalg serves
-    the other configurations too. A module that does not parse is passed on as it is, for
-    iree-compile to report what is wrong with it.
+    the other configurations too; where that conversion fails, a note in `notes` says what
+    failed, and the module is prepared as it is, without them. A module that does not parse is
+    passed on as it is, for iree-compile to report what is wrong with it.
     """
     from iree.compiler import ir
 
     kernels_wanted = options.use_gemm_kernels()
     source, source_dialect = path, dialect
     with ir.Context() as ctx:
-        try:
-            if kernels_wanted and dialect in (OutputType.TORCH, OutputType.STABLEHLO):
-                source = tmp / "input_conversion.mlirbc"
-                source_dialect = OutputType.LINALG_ON_TENSORS
+        rewritten = kernels_wanted or promote
+        if rewritten and dialect in (OutputType.TORCH, OutputType.STABLEHLO):
+            converted = tmp / "input_conversion.mlirbc"
+            try:
                 iree_tools.compile_file(
                     str(path),
                     input_type=_IREE_INPUT_TYPE[dialect],
-                    output_file=str(source),
+                    output_file=str(converted),
                     extra_args=["--compile-to=input", "--emit-mlir-bytecode"],
                 )
+            except iree_tools.CompilerToolError as e:
+                off = "the project's kernels" + (" and float32 compute" if promote else "")
+                kernels_wanted = promote = False
+                if notes is not None:
+                    first = _first_error(str(e))[:160]
+                    notes.append(f"IREE's input conversion failed ({first}): {off} are off for "
+                                 "this artifact")  # fmt: skip
+            else:
+                source, source_dialect = converted, OutputType.LINALG_ON_TENSORS
+        try:
             data = source.read_bytes()
             asm = data if data.startswith(BYTECODE_MAGIC) else data.decode()
             module = ir.Module.parse(asm, ctx)
-        except (iree_tools.CompilerToolError, ir.MLIRError, UnicodeDecodeError):
+        except (ir.MLIRError, UnicodeDecodeError):
             return _Prepared(path, dialect)
         cases = detach(module)
+        promoted = bool(promote_bf16(module)) if promote else False
         _stamp(module, options)
         plain = tmp / "stamped.mlirbc"
         with plain.open("wb") as f:
             module.operation.write_bytecode(f)
-        prepared = _Prepared(plain, source_dialect, cases=cases)
+        prepared = _Prepared(plain, source_dialect, cases=cases, promoted=promoted)
         if not kernels_wanted:
             return prepared
         prepared.attention = fuse_attention(module, options.gemm_isa())

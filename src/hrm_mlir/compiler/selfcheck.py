@@ -8,9 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hrm_mlir.compiler.options import CompileOptions, Target
 from hrm_mlir.core.errors import RuntimeFailure
-from hrm_mlir.core.numerics import LOOP_FUNCTIONS, LOOP_TOLERANCES, compare_one, step_tolerance
+from hrm_mlir.core.numerics import (
+    LOOP_FUNCTIONS,
+    LOOP_TOLERANCES,
+    compare_one,
+    judge_reduced,
+    step_tolerance,
+)
 from hrm_mlir.core.types import DType
 from hrm_mlir.exporter.reference import Case
 from hrm_mlir.runtime.module import CompiledModule
@@ -126,8 +134,10 @@ def _tool_runner(options: CompileOptions, cases: list[Case], notes: list[str]):
 def run_cases(compiled: CompiledModule | ToolModule, cases: Sequence[Case]) -> str | None:
     """Run every case on `compiled`; the first failure as one line, or None if all pass.
 
-    Outputs are judged by the per-dtype table (`numerics.TOLERANCES`; `@act`'s by
-    `numerics.LOOP_TOLERANCES`); NaN fails.
+    float32 outputs are judged by the per-dtype table (`numerics.TOLERANCES`; `@act`'s by
+    `numerics.LOOP_TOLERANCES`); a reduced-precision case that recorded the float32 truth by
+    `numerics.judge_reduced` (its q logits, one per row, are gated by `verify` over enough rows,
+    not here); NaN fails.
     """
     for case in cases:
         try:
@@ -136,6 +146,11 @@ def run_cases(compiled: CompiledModule | ToolModule, cases: Sequence[Case]) -> s
             return f"{case.describe()}: {e}"
         if len(got) != len(case.outputs):
             return f"{case.describe()}: {len(got)} outputs, expected {len(case.outputs)}"
+        if case.truth is not None:
+            problem = _judge_reduced(case, got)
+            if problem is not None:
+                return f"{case.describe()}: {problem}"
+            continue
         if case.function in LOOP_FUNCTIONS:
             tolerance = LOOP_TOLERANCES[case.dtype]
         else:
@@ -147,3 +162,13 @@ def run_cases(compiled: CompiledModule | ToolModule, cases: Sequence[Case]) -> s
             if not result.passed:
                 return f"{case.describe()}: {name} {result.problem}"
     return None
+
+
+def _judge_reduced(case: Case, got: Sequence[np.ndarray]) -> str | None:
+    assert case.truth is not None
+    for name, g, r, dtype in zip(case.names, got, case.outputs, case.output_dtypes, strict=True):
+        if tuple(g.shape) != tuple(r.shape) or str(g.dtype) != dtype:
+            return f"{name}: {g.dtype}{list(g.shape)}, expected {dtype}{list(r.shape)}"
+    judged = judge_reduced(case.names, list(got), list(case.outputs), list(case.truth))
+    problems = judged.problems()
+    return problems[0] if problems else None

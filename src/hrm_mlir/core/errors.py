@@ -41,3 +41,8 @@ class VerificationError(HrmMlirError):
 
 class PuzzleError(HrmMlirError):
     """A puzzle file could not be parsed or encoded."""
+
+
+class UnwritableOutput(HrmMlirError, OSError):
+    """An output's directory refuses new files (read-only, permissions, /proc). An OSError too,
+    for callers to whom writing is best effort (the artifact cache)."""

@@ -101,23 +101,24 @@ class Artifact:
         batch_size: int,
         options: CompileOptions | None = None,
         params: Params | None = None,
+        cache: bool = True,
+        status: Callable[[str], None] | None = None,
     ) -> Artifact:
-        """Export a checkpoint's `@act` and compile it for this machine, as
-        `CompiledACT.from_checkpoint` does, keeping the bytes."""
-        from hrm_mlir.compiler.driver import compile_module
-        from hrm_mlir.core.types import OutputType
-        from hrm_mlir.exporter.act import export_act
-        from hrm_mlir.exporter.module import ExportOptions
+        """Export a checkpoint's `@act` and compile it for this machine, or read it from the
+        cache, as `CompiledACT.from_checkpoint` does, keeping the bytes."""
+        from hrm_mlir.compiler.cache import compile_act
 
-        export_options = ExportOptions(
-            output_type=OutputType.LINALG_ON_TENSORS,
+        built = compile_act(
+            checkpoint,
             dtype=dtype,
             batch_size=batch_size,
+            options=options,
             params=params,
+            cache=cache,
+            status=status,
         )
-        exported = export_act(checkpoint, export_options)
-        vmfb = compile_module(exported, options=options)
-        return cls(vmfb, exported.config, batch_size, exported.parameters or None)
+        built.module.close()  # loaded here once as a check; the actors load their own copies
+        return cls(built.vmfb, built.config, batch_size, built.parameters)
 
     def digest(self) -> str:
         """sha256 of the artifact's bytes and of its external parameters."""

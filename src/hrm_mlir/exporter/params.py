@@ -31,6 +31,7 @@ import torch
 from torch_mlir import ir
 
 from hrm_mlir.core.errors import ExportError, HrmMlirError, first_line
+from hrm_mlir.core.fileio import read_input
 from hrm_mlir.core.types import ChoiceEnum, OutputType
 from hrm_mlir.exporter.abi import PARAMETER_SCOPE
 from hrm_mlir.exporter.archive import parameter_tensors
@@ -48,6 +49,17 @@ class Params(ChoiceEnum):
 
     INLINE = "inline"
     EXTERNAL = "external"
+
+
+def params_or_archive(value: Params | str | Path) -> Params | Path:
+    """`--params` of the commands that load or build a compiled module: inline|external (a
+    `Params`), or any other text, and a Path, the path of a parameter archive."""
+    if isinstance(value, Path):
+        return value
+    try:
+        return Params.parse(value)
+    except ValueError:
+        return Path(value)
 
 
 def choose_params(requested: Params | None, weight_bytes: int) -> tuple[Params, str | None]:
@@ -187,7 +199,7 @@ def required_parameters(path: str | Path) -> dict[str, int]:
     """Key -> byte length of every parameter of scope `model` an MLIR file refers to."""
     from iree.compiler import ir as iree_ir
 
-    data = Path(path).read_bytes()
+    data = read_input(path, "MLIR file")
     with iree_ir.Context():
         try:
             module = iree_ir.Module.parse(data if data.startswith(b"ML\xefR") else data.decode())

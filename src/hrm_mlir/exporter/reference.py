@@ -47,6 +47,9 @@ class Case:
     input_dtypes: tuple[str, ...]  # numpy names: float32, bfloat16, int32
     output_dtypes: tuple[str, ...]
     depth: int = 0  # level updates per step (`numerics.step_tolerance`); 0: not recorded
+    # A reduced-precision case: the float32 model's outputs on the same inputs, the truth that
+    # `numerics.judge_reduced` measures the artifact and PyTorch (`outputs`) against.
+    truth: tuple[np.ndarray, ...] | None = None
 
     @property
     def batch(self) -> int:
@@ -70,7 +73,26 @@ def batch_sizes(batch_size: int | None) -> tuple[int, ...]:
     return DYNAMIC_BATCHES if batch_size is None else (batch_size,)
 
 
-def _case(function: str, inputs: Sequence[torch.Tensor], outputs, names, depth: int) -> Case:
+def float32_twin(model: HRM) -> HRM | None:
+    """The same model computing in float32 (the truth for a bf16 one), or None if it is float32."""
+    if model.config.forward_dtype == DType.FLOAT32:
+        return None
+    from hrm_mlir.checkpoint.load import build_model
+
+    config = model.config.model_copy(update={"forward_dtype": DType.FLOAT32})
+    return build_model(config, model.state_dict())
+
+
+def upcast(args: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """bf16 arguments as the float32 values they hold (exactly), for the float32 twin."""
+    import torch
+
+    return tuple(a.float() if a.dtype == torch.bfloat16 else a for a in args)
+
+
+def _case(
+    function: str, inputs: Sequence[torch.Tensor], outputs, names, depth: int, truth=None
+) -> Case:
     def arrays(ts) -> tuple[tuple[np.ndarray, ...], tuple[str, ...]]:
         import torch
 
@@ -83,7 +105,8 @@ def _case(function: str, inputs: Sequence[torch.Tensor], outputs, names, depth: 
 
     ins, in_dtypes = arrays(inputs)
     outs, out_dtypes = arrays(outputs)
-    return Case(function, ins, outs, tuple(names), in_dtypes, out_dtypes, depth)
+    kept = None if truth is None else arrays(truth)[0]
+    return Case(function, ins, outs, tuple(names), in_dtypes, out_dtypes, depth, kept)
 
 
 def step_cases(model: HRM, batch_size: int | None) -> list[Case]:
@@ -93,12 +116,15 @@ def step_cases(model: HRM, batch_size: int | None) -> list[Case]:
 
     from hrm_mlir.exporter.inputs import random_step_inputs
 
+    twin = float32_twin(model)
     cases = []
     for b in batch_sizes(batch_size):
         args = random_step_inputs(model.config, b, seed=0)  # what `verify` checks
         with torch.no_grad():
             outs = model.inner(*args)
-            cases.append(_case("step", args, outs, STEP_OUTPUTS, step_depth(model.config)))
+            truth = None if twin is None else twin.inner(*upcast(args))
+            depth = step_depth(model.config)
+            cases.append(_case("step", args, outs, STEP_OUTPUTS, depth, truth))
     return cases
 
 
@@ -109,11 +135,13 @@ def act_cases(model: HRM, batch_size: int | None) -> list[Case]:
     from hrm_mlir.exporter.inputs import random_step_inputs
 
     cases = step_cases(model, batch_size)
+    twin = float32_twin(model)
     for b in batch_sizes(batch_size):
         _, _, inputs, ids = random_step_inputs(model.config, b, seed=0)
         with torch.no_grad():
             carry = model.inner.initial_carry(b)
             out = model.act(inputs, ids, max_steps=ACT_STEPS, q_halt=False)
+            truth = None if twin is None else twin.act(inputs, ids, ACT_STEPS, q_halt=False)
         depth = step_depth(model.config)
         cases.append(_case("initial_carry", (ids,), carry, ("z_H", "z_L"), depth))
         steps, q_halt = (
@@ -121,7 +149,10 @@ def act_cases(model: HRM, batch_size: int | None) -> list[Case]:
             torch.tensor(0, dtype=torch.int32),
         )
         result = (out.logits, out.q_halt_logits, out.q_continue_logits, out.steps)
-        cases.append(_case("act", (inputs, ids, steps, q_halt), result, ACT_NAMES, depth))
+        true = None if truth is None else (
+            truth.logits, truth.q_halt_logits, truth.q_continue_logits, truth.steps
+        )  # fmt: skip
+        cases.append(_case("act", (inputs, ids, steps, q_halt), result, ACT_NAMES, depth, true))
     return cases
 
 
@@ -146,6 +177,7 @@ def attach(module: Any, cases: Sequence[Case]) -> None:
                     "input_dtypes": strings(c.input_dtypes),
                     "output_dtypes": strings(c.output_dtypes),
                     "depth": ir.IntegerAttr.get(ir.IntegerType.get_signless(64), c.depth),
+                    **({} if c.truth is None else {"truth": tensors(c.truth)}),
                 }
             )
             for c in cases
@@ -181,10 +213,22 @@ def detach(module: Any) -> list[Case]:
                 in_dtypes,
                 out_dtypes,
                 ir.IntegerAttr(d["depth"]).value if "depth" in d else 0,
+                _truth(d),
             )
         )
     del attributes[REFERENCE_ATTR]
     return cases
+
+
+def _truth(d: Any) -> tuple[np.ndarray, ...] | None:
+    from iree.compiler import ir
+
+    if "truth" not in d:
+        return None
+    return tuple(
+        np.array(ir.DenseElementsAttr(x)).astype(np.float32, copy=False)
+        for x in ir.ArrayAttr(d["truth"])
+    )
 
 
 def _as(values: np.ndarray, dtype: str) -> np.ndarray:

@@ -84,6 +84,16 @@ class CpuTarget:
         return self.x86 and {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= self.features
 
     @property
+    def bf16_arithmetic(self) -> str | None:
+        """The bf16 dot-product units this target has, by LLVM's feature name (x86:
+        "avx512bf16" for VDPBF16PS, "amx-bf16" for AMX tiles; ARM64: "bf16" for BFDOT and
+        BFMMLA), or None: every bf16 operation is then emulated in software."""
+        for feature in ("amx-bf16", "avx512bf16", "bf16"):
+            if feature in self.features:
+                return feature
+        return None
+
+    @property
     def isa(self) -> str:
         """The vector ISA class the kernels are generated for: avx512, avx2 or none."""
         return "avx512" if self.avx512 else "avx2" if self.avx2_fma else "none"

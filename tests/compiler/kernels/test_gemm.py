@@ -196,7 +196,9 @@ def test_step_on_gemm_kernels_matches_pytorch(output_type, batch):
         assert verify_step(model, compiled, b, seed=b).passed
 
 
-def test_gemm_kernels_off_and_bfloat16_leave_the_module_to_iree():
+def test_gemm_kernels_off_and_bfloat16_arithmetic_leave_the_module_to_iree():
+    """bf16 arithmetic (`--bf16-compute bfloat16`) keeps its GEMMs bf16, IREE's; by default a
+    bf16 module is computed in float32 and its GEMMs go to the kernels like a float32 one's."""
     model = random_model(seed=3)
     exported = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS))
     stats: dict = {}
@@ -205,8 +207,11 @@ def test_gemm_kernels_off_and_bfloat16_leave_the_module_to_iree():
     bf16 = export_step(
         model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS, dtype=DType.BFLOAT16)
     )
-    compile_module(bf16, options=CompileOptions(gemm_kernels=True), stats=stats)
+    native = CompileOptions(gemm_kernels=True, bf16_compute="bfloat16")
+    compile_module(bf16, options=native, stats=stats)
     assert stats["gemm_kernels"] == 0  # its GEMMs are bf16
+    compile_module(bf16, options=CompileOptions(gemm_kernels=True), stats=stats)
+    assert stats["gemm_kernels"] > 0  # promoted to float32 behind its bf16 signature
     on = compile_module(exported, options=CompileOptions(gemm_kernels=True), stats=stats)
     assert stats["gemm_kernels"] > 0
     args = random_step_inputs(model.config, 1, seed=7)
