@@ -8,7 +8,7 @@ OUT := out/demo
 
 TRM_EXAMPLE := examples/trm-sudoku6x6
 
-.PHONY: venv test lint demo demo-trm clean system-packages
+.PHONY: venv test test-fast lint demo demo-trm clean system-packages
 
 venv: $(STAMP)
 
@@ -32,8 +32,14 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Everything, as CI runs it; the 30 slowest tests are printed, so a slowdown shows itself.
 test: lint
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q --durations=30
+
+# The unit tier for the inner loop (under 3 minutes on 2 cores): what compiles a full-size
+# model, serves, starts Ray or walks a whole dataset is marked `integration` or `slow`.
+test-fast: venv
+	$(BIN)/pytest -q -m "not slow and not integration" --durations=10
 
 demo: venv
 	bash scripts/demo.sh $(EXAMPLE) $(OUT)

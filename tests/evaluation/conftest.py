@@ -6,17 +6,18 @@ from pathlib import Path
 
 import pytest
 
-import hrm_mlir
-
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sudoku6x6"
 
 
-@pytest.fixture(scope="module")
-def act_vmfb(tmp_path_factory) -> Path:
-    """The bundled example's @act compiled at batch 50, once."""
-    out = tmp_path_factory.mktemp("act")
-    exported = hrm_mlir.export(
-        EXAMPLE, out / "act.mlirbc", entry="act", output_type="linalg-on-tensors",
-        dtype="float32", batch_size=50,
-    )  # fmt: skip
-    return hrm_mlir.compile(exported.path, out / "act.vmfb").path
+@pytest.fixture(scope="session")
+def act_vmfb() -> Path:
+    """The bundled example's @act compiled at batch 50, once a session: through the artifact
+    cache (the session's own, `tests/conftest.py`), which `tests/test_example.py` and
+    `test_evaluate.py`'s checkpoint runs at batch 50 then read instead of compiling again."""
+    from hrm_mlir.checkpoint.load import load_checkpoint
+    from hrm_mlir.compiler.cache import compile_act
+    from hrm_mlir.core.types import DType
+
+    compiled = compile_act(load_checkpoint(EXAMPLE), dtype=DType.FLOAT32, batch_size=50)
+    assert compiled.entry is not None
+    return compiled.entry.artifact

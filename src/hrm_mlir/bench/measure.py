@@ -368,10 +368,7 @@ def _truth_text(verdict: dict) -> str:
         more = len(verdict["problems"]) - 1
         return f"FAILS: {verdict['problems'][0]}" + (f" (+{more} more)" if more else "")
     worst, pytorch = max(verdict["rel_l2"].values()), max(verdict["pytorch_bf16_rel_l2"].values())
-    return (
-        f"max rel-L2 {worst:.1e} from the f32 truth (eager bf16 {pytorch:.1e}), "
-        f"{verdict['rows']} rows"
-    )
+    return f"max rel-L2 {worst:.1e} (eager bf16 {pytorch:.1e}, {verdict['rows']} rows)"
 
 
 def _tensors(raw) -> list[torch.Tensor]:
@@ -607,17 +604,17 @@ def bench(
             "onnxruntime runs the float32 ONNX export on the bf16 inputs upcast: its CPU "
             "execution provider has few bfloat16 kernels"
         )
-    if reduced and act_steps:
-        # Promoting a bf16 @act fails on its bf16 constants (H_init, L_init) in
-        # `compiler.promote`: "'arith.constant' op failed to verify that all of {value,
-        # result} have same type".
-        report.notes.append("--act-steps: @act is timed in float32 benches only")
     if reduced and "openvino" in runtimes:
         report.notes.append(
             "openvino runs the float32 ONNX export at its default inference precision (its "
             "INFERENCE_PRECISION_HINT under 'computes in'): bf16 on CPUs with AMX or "
             "AVX512_BF16, f32 elsewhere"
         )
+    if reduced and act_steps:
+        # Promoting a bf16 @act fails on its bf16 constants (H_init, L_init) in
+        # `compiler.promote`: "'arith.constant' op failed to verify that all of {value,
+        # result} have same type".
+        report.notes.append("--act-steps: @act is timed in float32 benches only")
     dynamic = (
         _dynamic_module(model, compile_options, params, report.notes)
         if "iree-dynamic" in runtimes

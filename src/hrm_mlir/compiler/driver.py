@@ -134,8 +134,8 @@ def compile_module(
         prepared = _prepare(path, dialect, options, Path(tmp), promote, notes)
         if promote and not prepared.promoted:
             notes.append(
-                "bfloat16 arithmetic: not computed in float32, the module did not parse or has "
-                "bf16 globals (external parameters stored as bf16) that it would retype"
+                "bfloat16 arithmetic: not computed in float32 (a StableHLO module, one that does "
+                "not parse, or one with bf16 globals, which the promotion would retype)"
             )
         if prepared.promoted:
             dtype = DType.FLOAT32
@@ -230,7 +230,21 @@ def _prepare(
     source, source_dialect = path, dialect
     with ir.Context() as ctx:
         rewritten = kernels_wanted or promote
-        if rewritten and dialect in (OutputType.TORCH, OutputType.STABLEHLO):
+        if promote and dialect == OutputType.TORCH:
+            # torch-mlir's own lowering keeps the functions' tensor signatures, which the
+            # promotion keeps; IREE's input conversion would wrap them in its buffer ABI first
+            try:
+                source = _torch_to_linalg(path.read_bytes(), tmp)
+                source_dialect = OutputType.LINALG_ON_TENSORS
+            except CompileError as e:
+                promote = False
+                if notes is not None:
+                    notes.append(f"{e}: computed in bfloat16")
+        if (
+            rewritten
+            and dialect in (OutputType.TORCH, OutputType.STABLEHLO)
+            and source_dialect != OutputType.LINALG_ON_TENSORS
+        ):
             converted = tmp / "input_conversion.mlirbc"
             try:
                 iree_tools.compile_file(
@@ -255,7 +269,18 @@ def _prepare(
         except (ir.MLIRError, UnicodeDecodeError):
             return _Prepared(path, dialect)
         cases = detach(module)
-        promoted = bool(promote_bf16(module)) if promote else False
+        promoted = False
+        if promote:
+            try:
+                promoted = bool(promote_bf16(module))
+            except ir.MLIRError as e:  # the pass left the module half rewritten: parse it again
+                if notes is not None:
+                    notes.append(
+                        f"IREE's bf16-to-f32 promotion failed ({first_line(e)[:160]}): "
+                        "computed in bfloat16"
+                    )
+                module = ir.Module.parse(asm, ctx)
+                detach(module)
         _stamp(module, options)
         plain = tmp / "stamped.mlirbc"
         with plain.open("wb") as f:
@@ -327,6 +352,27 @@ def _materialize(
             data if data.startswith(BYTECODE_MAGIC) else data.decode(), tmp
         ), dialect
     return path, dialect
+
+
+def _torch_to_linalg(asm: str | bytes, tmp: Path) -> Path:
+    """A torch-dialect export (torch-mlir's backend contract) lowered to linalg on tensors by
+    torch-mlir, as `export --output_type linalg-on-tensors` lowers it."""
+    from torch_mlir import ir, passmanager
+    from torch_mlir.dialects import torch as torch_d
+
+    # `exporter.trace.TO_DIALECT`'s linalg pipeline (that module imports torch; this one not)
+    pipeline = "builtin.module(torch-backend-to-linalg-on-tensors-backend-pipeline)"
+    with ir.Context() as ctx:
+        torch_d.register_dialect(ctx)
+        try:
+            module = ir.Module.parse(asm)
+            passmanager.PassManager.parse(pipeline).run(module.operation)
+        except Exception as e:  # MLIRError and friends
+            raise CompileError(f"lowering torch to linalg failed: {first_line(e)}") from e
+        out = tmp / "torch_as_linalg.mlirbc"
+        with out.open("wb") as f:
+            module.operation.write_bytecode(f)
+    return out
 
 
 def _tosa_to_linalg(asm: str | bytes, tmp: Path) -> Path:

@@ -51,6 +51,8 @@ def promote_bf16(module: Any) -> list[str]:
                 if attributes[i].name not in _KEPT_BY_THE_WRAPPER
             }
             wrapped.append((name, op.operation.name, ir.FunctionType(ftype), kept))
+            # calls inside the module (`@act` calls `@step`) go to the float32 function
+            ir.SymbolTable.replace_all_symbol_uses(name, name + SUFFIX, module.operation)
             attributes["sym_name"] = ir.StringAttr.get(name + SUFFIX)
             attributes["sym_visibility"] = ir.StringAttr.get("private")
             for key in kept:

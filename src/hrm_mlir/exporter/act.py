@@ -49,7 +49,7 @@ from hrm_mlir.exporter.trace import (
     quiet_export,
     trace_batch,
 )
-from hrm_mlir.models.hrm import HRM, HRMInner, export_attention
+from hrm_mlir.models.hrm import HRM, HRMInner, export_attention, float32_inits
 
 # Dialects whose @act is built; the loop is written with scf/arith/tensor ops around calls.
 ACT_DIALECTS = (OutputType.LINALG_ON_TENSORS,)
@@ -144,7 +144,12 @@ def export_act(source: Checkpoint | HRM, options: ExportOptions | None = None) -
         ("act_update", ACTUpdate(cfg.halt_rule), update_args),
     ]
     with export_errors("export of @act"):
-        with torch.no_grad(), quiet_export(), export_attention(model, options.attention_pad):
+        with (
+            torch.no_grad(),
+            quiet_export(),
+            export_attention(model, options.attention_pad),
+            float32_inits(model),
+        ):
             import_step(importer, hooks, inner, b, "step")
             for name, module, args in programs:
                 dynamic = batch_dims(args) if b is None else None

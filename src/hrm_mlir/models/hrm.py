@@ -211,6 +211,24 @@ def export_attention(model: HRM, pad_multiple: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def float32_inits(model: HRM) -> Iterator[None]:
+    """Within the block, a bf16 model keeps H_init and L_init as the float32 values they hold
+    (exact), cast to bf16 at use: the same results. The export then writes them as float32
+    constants: IREE 3.13's bf16-to-f32 promotion (`hrm_mlir.compiler.promote`) cannot retype a
+    bf16 `dense_resource` constant ("'arith.constant' op failed to verify that all of {value,
+    result} have same type"), and its folding of small ones is unreliable too."""
+    inner = model.inner
+    saved = {name: getattr(inner, name) for name in ("H_init", "L_init")}
+    for name, value in saved.items():
+        inner.register_buffer(name, value.float())
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            inner.register_buffer(name, value)
+
+
+@contextlib.contextmanager
 def sdpa_attention(model: nn.Module) -> Iterator[None]:
     """Within the block, every `Attention` of `model` computes through
     `F.scaled_dot_product_attention`: FlashAttention or memory-efficient attention on CUDA,
@@ -368,7 +386,8 @@ class HRMInner(nn.Module):
     def initial_carry(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(z_H, z_L) of a reset row: H_init / L_init broadcast to (B, S, D)."""
         shape = (batch_size, self.config.total_seq_len, self.config.hidden_size)
-        return self.H_init.expand(shape).clone(), self.L_init.expand(shape).clone()
+        dt = self.forward_dtype  # a no-op, but where `float32_inits` stores them as float32
+        return self.H_init.to(dt).expand(shape).clone(), self.L_init.to(dt).expand(shape).clone()
 
     def forward(
         self,
