@@ -31,7 +31,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hrm_mlir.bench.measure import onnx_session, step_flops
+from hrm_mlir.bench.measure import step_flops
+from hrm_mlir.bench.peers import onnx_session
 from hrm_mlir.checkpoint.load import load_checkpoint
 from hrm_mlir.compiler.driver import compile_module
 from hrm_mlir.compiler.options import CompileOptions

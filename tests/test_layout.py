@@ -67,6 +67,20 @@ def test_compiling_and_running_a_file_imports_no_torch():
     assert result.stdout.strip() == "[]"
 
 
+def test_running_a_kit_imports_no_compiler():
+    """`hrm-mlir kit run` runs where only IREE's runtime and torch are: the run side and the
+    kit format import neither torch-mlir nor the IREE compiler, directly or through another."""
+    code = (
+        "import sys, hrm_mlir.bench.kit_run, hrm_mlir.bench.kit_format, hrm_mlir.bench.timing; "
+        "print(sorted(m for m in sys.modules "
+        "if m.split('.')[0] == 'torch_mlir' or m.startswith('iree.compiler')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == "[]"
+
+
 def test_the_api_functions_are_the_package_names():
     """`hrm_mlir.compile` stays the function after the compiler package is imported."""
     import hrm_mlir

@@ -1,4 +1,5 @@
-"""Kits (`hrm_mlir.bench.kit`): built here, then run as a runtime-only machine would run them.
+"""Kits (`hrm_mlir.bench.kit_build`, `kit_format`, `kit_run`): built here, then run as a
+runtime-only machine would run them.
 
 The GPU half cannot run here (no CUDA device); what runs is the same code on this CPU
 (llvm-cpu artifacts, IREE's local-task driver, torch on the CPU), and a CUDA kit is built and
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hrm_mlir.bench.kit import KIT_FILE, parse_shape, read_kit
+from hrm_mlir.bench.kit_build import parse_shape
+from hrm_mlir.bench.kit_format import KIT_FILE, read_kit
 from hrm_mlir.checkpoint.synthetic import random_state
 from hrm_mlir.cli.app import main
 from hrm_mlir.core.errors import HrmMlirError

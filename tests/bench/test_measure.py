@@ -11,6 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hrm_mlir.bench import measure as bench
+from hrm_mlir.bench import peers
 from hrm_mlir.cli.app import main
 from hrm_mlir.compiler.options import CompileOptions
 from tests.conftest import random_model, write_checkpoint
@@ -91,7 +92,7 @@ def test_openvino_is_verified_then_timed_in_float32(tmp_path: Path):
 
 def test_a_missing_openvino_is_skipped_without_exporting(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
-    monkeypatch.setattr(bench.OnnxExport, "path", lambda self: pytest.fail("exported ONNX"))
+    monkeypatch.setattr(peers.OnnxExport, "path", lambda self: pytest.fail("exported ONNX"))
     model = random_model()
     runners = bench._runners(model, 1, ["eager", "openvino"], 1, CompileOptions(), None, None, [])
     assert list(runners) == ["eager"]

@@ -29,7 +29,7 @@ SLOW = (
     "hrm_mlir.exporter.step.export_step",
     "hrm_mlir.exporter.act.export_act",
     "hrm_mlir.compiler.driver.compile_module",
-    "hrm_mlir.bench.kit.run_kit",
+    "hrm_mlir.bench.kit_run.run_kit",
 )
 
 

@@ -85,7 +85,7 @@ def _reference_step(model: HRM, z_H, z_L, inputs, ids):
 @pytest.mark.parametrize("form", ["eager", "export", "sdpa"])
 def test_step_matches_float64_reference(overrides, form, monkeypatch):
     """Every attention form: eager's softmax, the export's (padded to 8 with masked keys where
-    S = 18 tokens, normalized after P @ V), and SDPA's (the GPU peer of `bench.kit`)."""
+    S = 18 tokens, normalized after P @ V), and SDPA's (the GPU peer of `bench.kit_run`)."""
     model = random_model(**overrides)
     args = step_inputs(model.config)
     sdpa_calls = []

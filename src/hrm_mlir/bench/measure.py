@@ -2,7 +2,7 @@
 and IREE.
 
 ONNX Runtime and OpenVINO (its CPU plugin, computing in float32) load one ONNX export of the
-step per batch size.
+step per batch size (`hrm_mlir.bench.peers`).
 
 IREE is measured with the compile options given (`iree`: the project's default flags and GEMM
 kernels unless told otherwise), with the same flags but IREE's own GEMMs (`iree-no-kernels`),
@@ -12,9 +12,9 @@ symbolic-batch artifact serving every batch size (`iree-dynamic`, with the optio
 Every runtime is verified against eager before it is timed. Samples are interleaved (each
 runtime once per round, in a rotating order, after warm-up), so machine noise hits all of them
 alike; each timed call follows an untimed call of the same runtime, so none is timed in another's
-wake. Ratios are taken within one run. FLOPs are the exact matmul FLOPs of a step
-(`step_flops`); the peak is the best 1024^3 float32 GEMM (torch.mm) of the run, measured before
-and once per timed round, in the same process with the same thread count.
+wake (`hrm_mlir.bench.timing`). Ratios are taken within one run. FLOPs are the exact matmul
+FLOPs of a step (`step_flops`); the peak is the best 1024^3 float32 GEMM (torch.mm) of the run,
+measured before and once per timed round, in the same process with the same thread count.
 
 `dtype=bfloat16` times the bf16 step instead: PyTorch eager and torch.compile of the model in
 bf16; ONNX Runtime (its CPU provider has few bf16 kernels) and OpenVINO at its default inference
@@ -35,16 +35,16 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
 import torch
 
+from hrm_mlir.bench.peers import OnnxExport, onnx_session, openvino_model
+from hrm_mlir.bench.timing import interleaved
 from hrm_mlir.checkpoint.load import Checkpoint
 from hrm_mlir.compiler.driver import compile_and_load
 from hrm_mlir.compiler.options import CompileOptions
@@ -451,88 +451,6 @@ def _no_grad(fn, args):
         return fn(*args)
 
 
-class OnnxExport:
-    """A `torch.onnx` (dynamo) export of the step on `args`, made on the first `path()` and
-    removed on leaving the `with` block (weights as external data beside it)."""
-
-    def __init__(self, model: HRM, args) -> None:
-        self.model, self.args = model, args
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-
-    def __enter__(self) -> OnnxExport:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def path(self) -> Path:
-        if self._tmp is not None:
-            return Path(self._tmp.name) / "step.onnx"
-        self._tmp = tempfile.TemporaryDirectory(prefix="hrm-onnx-")
-        path = Path(self._tmp.name) / "step.onnx"
-        with torch.no_grad():
-            torch.onnx.export(self.model.inner, self.args, path, dynamo=True, external_data=True)
-        return path
-
-
-def onnx_session(
-    model: HRM,
-    args,
-    threads: int,
-    *,
-    profile_prefix: Path | None = None,
-    export: OnnxExport | None = None,
-):
-    """An ONNX Runtime CPU session of a `torch.onnx` (dynamo) export of the step, or None when
-    onnxruntime is not installed. With `profile_prefix`, ORT's profiler is on. `export`: an
-    export of this step to load (default: one made here and removed once loaded)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        print("onnxruntime is not installed: skipping it (pip install '.[bench]')")
-        return None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    if profile_prefix is not None:
-        options.enable_profiling = True
-        options.profile_file_prefix = str(profile_prefix)
-    # The session holds the weights once built, so the model files may go after it.
-    with ExitStack() as stack:
-        export = export or stack.enter_context(OnnxExport(model, args))
-        return ort.InferenceSession(str(export.path()), options, providers=["CPUExecutionProvider"])
-
-
-def openvino_model(
-    model: HRM,
-    args,
-    threads: int,
-    *,
-    export: OnnxExport | None = None,
-    precision: str | None = "f32",
-):
-    """The ONNX export of the step compiled by OpenVINO's CPU plugin with `threads` threads, for
-    latency, or None when openvino is not installed. `export`: as for `onnx_session`.
-    `precision`: its INFERENCE_PRECISION_HINT; None leaves the plugin's default (bf16 on CPUs
-    with AMX or AVX512_BF16, f32 elsewhere)."""
-    try:
-        import openvino as ov
-    except ImportError:
-        print("openvino is not installed: skipping it (pip install '.[bench]')")
-        return None
-    config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-    if precision is not None:
-        # Without it, on CPUs with AMX or AVX512_BF16 the plugin silently computes in bfloat16.
-        config["INFERENCE_PRECISION_HINT"] = precision
-    # The compiled model holds the weights (a mapped file stays readable once unlinked).
-    with ExitStack() as stack:
-        export = export or stack.enter_context(OnnxExport(model, args))
-        core = ov.Core()
-        return core.compile_model(core.read_model(export.path()), "CPU", config)
-
-
 def bench(
     source: Checkpoint | HRM,
     *,
@@ -573,7 +491,7 @@ def bench(
     twin = float32_twin(model) if reduced else None  # the truth of a reduced-precision bench
     # The peak is the best GEMM of the run: measured before, then once per timed round (so it
     # sees the same machine state as the runtimes).
-    peak = measure_peak_gflops(threads)
+    peaks = [measure_peak_gflops(threads)]
     probe = PeakProbe()
     if reduced:
         variants = {"iree-bf16": compile_options, "iree-f32": compile_options}
@@ -648,22 +566,12 @@ def bench(
                 report.notes,
                 precisions,
             )
-        samples: dict[str, list[float]] = {name: [] for name in runners}
-        for _ in range(warmup):
-            for fn, _v in runners.values():
-                fn()
-        for i in range(iterations):
-            names = list(runners)
-            names = names[i % len(names) :] + names[: i % len(names)]  # rotate the order
-            for name in names:
-                # Each timed call follows an untimed one of the same runtime, as in an ACT
-                # loop. Timed right after another runtime, a call pays for that runtime's
-                # worker threads still spinning and for the caches it left (IREE at batch 1:
-                # 217 ms right after ONNX Runtime, 187 ms right after itself).
-                fn = runners[name][0]
-                fn()
-                samples[name].append(1e3 * _time(fn))
-            peak = max(peak, probe())
+        samples = interleaved(
+            {name: fn for name, (fn, _v) in runners.items()},
+            iterations=iterations,
+            warmup=warmup,
+            after_round=lambda: peaks.append(probe()),
+        )
         flops = step_flops(model.config, batch)
         results = [
             Result(
@@ -687,6 +595,7 @@ def bench(
         if act_steps and not reduced and "iree" in runtimes:
             act = _act_vs_steps(model, batch, act_steps, compile_options, iterations, params)
             report.act.append({"runtime": "iree", **act})
+    peak = max(peaks)
     report.peak_gflops = peak
     for r in report.results:
         r.pct_peak = 100 * r.gflops / peak

@@ -5,7 +5,7 @@ embedding and q_halt / q_continue are constants, so a compiled step that got eit
 still match. The weights drawn here are non-degenerate: every tensor is random at a scale that
 keeps the activations in range. The same `(config, seed)` gives the same tensors on any machine
 (torch's CPU generator), so two machines can draw the same model instead of copying it
-(`hrm_mlir.bench.kit`).
+(`hrm_mlir.bench.kit_run`).
 """
 
 from __future__ import annotations

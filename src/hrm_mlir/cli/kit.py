@@ -1,5 +1,6 @@
-"""`hrm-mlir kit build|run`: artifacts compiled here, checked and timed against PyTorch on a
-machine with only IREE's runtime and PyTorch, such as a GPU machine (`hrm_mlir.bench.kit`)."""
+"""`hrm-mlir kit build|run`: artifacts compiled here (`hrm_mlir.bench.kit_build`), checked and
+timed against PyTorch on a machine with only IREE's runtime and PyTorch, such as a GPU machine
+(`hrm_mlir.bench.kit_run`)."""
 
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ def add_parser(subparsers) -> None:
 
 
 def build(args: argparse.Namespace) -> int:
-    from hrm_mlir.bench.kit import Weights, build_kit, parse_shape
+    from hrm_mlir.bench.kit_build import build_kit, parse_shape
+    from hrm_mlir.bench.kit_format import Weights
 
     shapes: dict[int | None, list[int]] = {}
     for text in args.shape or []:
@@ -131,7 +133,7 @@ def build(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from hrm_mlir.bench.kit import run_kit, write_report
+    from hrm_mlir.bench.kit_run import run_kit, write_report
 
     check_writable(args.json)  # before the slow work
     peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())

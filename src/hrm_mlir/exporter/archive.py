@@ -1,7 +1,7 @@
 """IREE parameter archives (.irpa) and the tensors they hold, by the names an export gives them.
 
 Torch and IREE's runtime only, no torch-mlir: a machine with the runtime alone serves a model's
-weights to an artifact built with external parameters (`hrm_mlir.bench.kit`).
+weights to an artifact built with external parameters (`hrm_mlir.bench.kit_run`).
 """
 
 from __future__ import annotations

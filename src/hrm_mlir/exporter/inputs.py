@@ -1,6 +1,6 @@
 """The `@step` arguments: their ABI dtypes, zeros to trace with, and valid random ones to check
 with. Torch only, no torch-mlir: a machine with IREE's runtime alone checks artifacts with them
-(`hrm_mlir.bench.kit`)."""
+(`hrm_mlir.bench.kit_run`)."""
 
 from __future__ import annotations
 

@@ -233,7 +233,7 @@ def sdpa_attention(model: nn.Module) -> Iterator[None]:
     """Within the block, every `Attention` of `model` computes through
     `F.scaled_dot_product_attention`: FlashAttention or memory-efficient attention on CUDA,
     which is how upstream runs (flash_attn, non-causal). The PyTorch peer of GPU measurements
-    (`hrm_mlir.bench.kit`); the same results up to float rounding. Eager only: the export
+    (`hrm_mlir.bench.kit_run`); the same results up to float rounding. Eager only: the export
     keeps plain attention, which IREE compiles."""
     layers = [m for m in model.modules() if isinstance(m, Attention)]
     for layer in layers:

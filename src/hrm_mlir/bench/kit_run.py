@@ -1,46 +1,37 @@
-"""Kits: `@step` artifacts compiled on this machine, then checked and timed on another that has
-only IREE's runtime and PyTorch, such as a GPU machine.
+"""Running a kit, there: on a machine with only IREE's runtime and PyTorch, such as a GPU
+machine, each `@step` artifact that `hrm_mlir.bench.kit_build` compiled is checked against
+PyTorch and only then timed beside it.
 
-A GPU machine may have neither torch-mlir nor the IREE compiler, and may not be able to install
-them: the lent GPU machines of this project reach no package registry, the compiler wheel is
-84 MB and torch-mlir is built against one torch. So the work splits in two:
-
-- `build_kit` (here): exports `@step` at each (puzzle length, batch) shape with external
-  parameters, compiles each for the target, and writes the artifacts and `kit.json`;
-- `run_kit` (there): rebuilds the model, serves its weights to each artifact as its
-  parameters, checks every output against PyTorch eager on the same device by the per-dtype
-  table, and only then times the two, interleaved.
-
-Weights: `random` draws non-degenerate weights from the recorded seed on both machines
-(`hrm_mlir.checkpoint.synthetic`), so nothing large travels; `checkpoint` copies the
-checkpoint's own into the kit as safetensors.
+`run_kit` rebuilds the model, serves its weights to each artifact as its parameters, checks
+every output against PyTorch eager on the same device by the per-dtype table, and only then
+times the two, interleaved (`hrm_mlir.bench.timing`).
 
 PyTorch's side is what a user would run instead: eager in the kit's dtype, attention through
 SDPA (`hrm_mlir.models.hrm.sdpa_attention`: FlashAttention on CUDA, as upstream runs with
 flash_attn), and optionally torch.compile of the same. For a bfloat16 kit both are also compared
 with PyTorch in float32 (TF32 off), to show how far each is from the float32 result.
 
-Running a kit imports neither torch-mlir nor the IREE compiler (a test holds this).
+This module imports neither torch-mlir nor the IREE compiler, directly or through another
+(tests/test_layout.py holds this; tests/bench/test_kit.py runs a kit with both unimportable).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import statistics
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hrm_mlir.bench.kit_format import DRIVERS, TORCH_DEVICES, WEIGHTS_FILE, Weights, read_kit
+from hrm_mlir.bench.timing import interleaved
 from hrm_mlir.core.errors import HrmMlirError
 from hrm_mlir.core.numerics import step_tolerance
-from hrm_mlir.core.types import ChoiceEnum, DType
+from hrm_mlir.core.types import DType
 from hrm_mlir.exporter.abi import STEP_OUTPUTS
 from hrm_mlir.exporter.archive import parameter_tensors
 from hrm_mlir.exporter.inputs import random_step_inputs
@@ -50,145 +41,7 @@ from hrm_mlir.models.hrm import sdpa_attention
 from hrm_mlir.models.registry import config_from_json
 from hrm_mlir.verification import VerifyReport, draws_for, reduced_report
 
-KIT_FILE = "kit.json"
-KIT_FORMAT = 1
-WEIGHTS_FILE = "weights.safetensors"
-# The IREE HAL driver and torch device that run each target's artifacts.
-DRIVERS = {"llvm-cpu": "local-task", "cuda": "cuda", "rocm": "hip", "vulkan": "vulkan"}
-TORCH_DEVICES = {"llvm-cpu": "cpu", "cuda": "cuda", "rocm": "cuda", "vulkan": "cpu"}
 PEERS = ("eager", "compile")
-
-
-class Weights(ChoiceEnum):
-    """Where a kit's weights come from on the machine that runs it."""
-
-    RANDOM = "random"
-    CHECKPOINT = "checkpoint"
-
-
-def parse_shape(text: str) -> tuple[int, list[int]]:
-    """`SEQ_LEN:B1,B2,...` -> (seq_len, batches); e.g. `81:1,64,256`."""
-    seq, sep, batches = text.partition(":")
-    try:
-        seq_len, sizes = int(seq), [int(b) for b in batches.split(",")]
-    except ValueError:
-        sizes, seq_len = [], 0
-    if not sep or seq_len < 1 or not sizes or min(sizes) < 1:
-        raise HrmMlirError(
-            f"--shape {text!r}: expected SEQ_LEN:BATCH[,BATCH...] with positive integers, "
-            "e.g. 81:1,64,256"
-        )
-    return seq_len, sizes
-
-
-# Building (here)
-
-
-def build_kit(
-    checkpoint: str | Path,
-    out: str | Path,
-    *,
-    shapes: Mapping[int | None, list[int]],
-    dtype: DType,
-    options,
-    weights: Weights = Weights.RANDOM,
-    seed: int = 0,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Export and compile `@step` at every shape into the directory `out` (written whole or
-    not at all); returns `kit.json`'s content.
-
-    Args:
-        checkpoint: the checkpoint whose architecture (and, with `Weights.CHECKPOINT`,
-            weights) the kit carries.
-        shapes: puzzle length (None: the checkpoint's) -> the static batch sizes to build.
-        options: the `CompileOptions` of every artifact (their target decides where it runs).
-        weights: `random` (drawn from `seed` where it runs) or the checkpoint's own.
-    """
-    from safetensors.torch import save_file
-
-    from hrm_mlir.checkpoint.load import Checkpoint, build_model, load_checkpoint
-    from hrm_mlir.checkpoint.synthetic import random_state
-    from hrm_mlir.compiler.driver import compile_module
-    from hrm_mlir.core.fileio import atomic_dir, check_writable
-    from hrm_mlir.core.types import OutputType
-    from hrm_mlir.exporter.module import ExportOptions
-    from hrm_mlir.exporter.params import Params
-    from hrm_mlir.exporter.step import export_step
-    from hrm_mlir.runtime.host import cpu_line, version_line
-
-    if options.target.value not in DRIVERS:
-        raise HrmMlirError(f"kits run on {', '.join(DRIVERS)} targets, not {options.target}")
-    out = Path(out)
-    check_writable(out, directory=True)  # before the checkpoints load
-    loaded: dict[
-        int, tuple[Checkpoint, list[int]]
-    ] = {}  # every checkpoint read and validated first
-    for seq, batches in shapes.items():
-        ck = load_checkpoint(checkpoint, seq_len=seq)
-        known = loaded.setdefault(ck.config.seq_len, (ck, []))[1]
-        known += [b for b in batches if b not in known]
-    artifacts: list[dict[str, Any]] = []
-    configs: dict[str, Any] = {}
-    notes: list[str] = []
-    with atomic_dir(out) as tmp:
-        for ck, batches in loaded.values():
-            config = ck.config.model_copy(update={"forward_dtype": dtype})
-            state = random_state(config, seed) if weights == Weights.RANDOM else ck.state_dict
-            model = build_model(config, state)
-            configs[str(config.seq_len)] = json.loads(config.model_dump_json())
-            for batch in batches:
-                name = f"step-{config.total_seq_len}x{batch}.vmfb"
-                if progress is not None:
-                    progress(f"{name}: exporting and compiling for {options.target_name()}")
-                export_options = ExportOptions(
-                    output_type=OutputType.LINALG_ON_TENSORS,
-                    dtype=dtype,
-                    batch_size=batch,
-                    params=Params.EXTERNAL,
-                    reference=False,  # run_kit checks it where it runs
-                )
-                exported = export_step(model, export_options)
-                vmfb = compile_module(exported, options=options, notes=notes, check=False)
-                (tmp / name).write_bytes(vmfb)
-                artifacts.append(
-                    {
-                        "file": name,
-                        "entry": "step",
-                        "seq_len": config.seq_len,
-                        "tokens": config.total_seq_len,
-                        "batch": batch,
-                        "bytes": len(vmfb),
-                        "sha256": hashlib.sha256(vmfb).hexdigest(),
-                    }
-                )
-        if weights == Weights.CHECKPOINT:  # the same tensors at every puzzle length
-            state = next(iter(loaded.values()))[0].state_dict
-            save_file({k: v.contiguous() for k, v in state.items()}, tmp / WEIGHTS_FILE)
-            (tmp / WEIGHTS_FILE).chmod(0o644)  # safetensors writes it 0600
-        doc = {
-            "kit": KIT_FORMAT,
-            "built": {
-                "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "with": version_line(),
-                "on": cpu_line(),
-                "from": str(checkpoint),
-            },
-            "family": config.family,
-            "dtype": dtype.value,
-            "target": options.target_name(),
-            "flags": options.flags(dtype, external_parameters=True),
-            "weights": {"source": weights.value, "seed": seed}
-            | ({"file": WEIGHTS_FILE} if weights == Weights.CHECKPOINT else {}),
-            "configs": configs,
-            "artifacts": artifacts,
-            "notes": notes,
-        }
-        (tmp / KIT_FILE).write_text(json.dumps(doc, indent=2) + "\n")
-    return doc
-
-
-# Running (there)
 
 
 @dataclass
@@ -273,36 +126,6 @@ class KitReport:
         }
 
 
-def read_kit(kit: str | Path) -> tuple[Path, dict[str, Any]]:
-    """The kit's directory and `kit.json`, with every artifact present and intact."""
-    kit = Path(kit)
-    path = kit / KIT_FILE
-    if not path.is_file():
-        raise HrmMlirError(f"{kit}: not a kit (no {KIT_FILE}; hrm-mlir kit build writes one)")
-    try:
-        doc = json.loads(path.read_text())
-        if doc.get("kit") != KIT_FORMAT:
-            raise HrmMlirError(f"{path}: kit format {doc.get('kit')!r}, expected {KIT_FORMAT}")
-        if doc["target"].split(":")[0] not in DRIVERS:
-            raise HrmMlirError(f"{path}: target {doc['target']!r} is not one kits run on")
-        DType.parse(doc["dtype"])
-        files = {a["file"]: a["sha256"] for a in doc["artifacts"]}
-        for a in doc["artifacts"]:  # each artifact's config
-            doc["configs"][str(a["seq_len"])]["seq_len"]  # a KeyError where it has none
-        source = doc["weights"]["source"]
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as e:
-        raise HrmMlirError(f"{path}: not a readable kit description ({e!r})") from None
-    for name, sha256 in files.items():
-        f = kit / name
-        if not f.is_file():
-            raise HrmMlirError(f"{f}: missing from the kit")
-        if hashlib.sha256(f.read_bytes()).hexdigest() != sha256:
-            raise HrmMlirError(f"{f}: does not match its sha256 in {KIT_FILE} (damaged copy?)")
-    if source == Weights.CHECKPOINT.value and not (kit / WEIGHTS_FILE).is_file():
-        raise HrmMlirError(f"{kit / WEIGHTS_FILE}: missing from the kit")
-    return kit, doc
-
-
 def run_kit(
     kit: str | Path,
     *,
@@ -323,7 +146,7 @@ def run_kit(
         seed: of the random inputs.
         driver / device: the IREE driver and torch device (default: by the kit's target).
         time_limit_s: per artifact, timed rounds stop once this has passed (at least
-            `MIN_ROUNDS` are kept): a slow runtime cannot eat a lent machine's time.
+            `timing.MIN_ROUNDS` are kept): a slow runtime cannot eat a lent machine's time.
     """
     from hrm_mlir.runtime.module import CompiledModule
 
@@ -409,8 +232,11 @@ def _check_and_time(
         return result
     timed: dict[str, Callable[[], object]] = {n: fn.timed(args) for n, fn in torch_runtimes.items()}
     timed["iree"] = iree
-    cuda = args[0].is_cuda
-    result.timings = _interleaved(timed, iterations, warmup, cuda, time_limit_s)
+    sync = torch.cuda.synchronize if args[0].is_cuda else None
+    samples = interleaved(
+        timed, iterations=iterations, warmup=warmup, time_limit_s=time_limit_s, sync=sync
+    )
+    result.timings = [Timing(name, s) for name, s in samples.items()]
     return result
 
 
@@ -460,39 +286,6 @@ def _torch_runtimes(model, peers: tuple[str, ...]) -> dict[str, _Torch]:
     if "compile" in peers:
         runtimes["torch.compile"] = _Torch(model, torch.compile(model.inner))
     return runtimes
-
-
-MIN_ROUNDS = 3  # timed rounds kept however short `time_limit_s` is
-
-
-def _interleaved(
-    runtimes: Mapping[str, Callable[[], object]],
-    iterations: int,
-    warmup: int,
-    cuda: bool,
-    time_limit_s: float | None = None,
-) -> list[Timing]:
-    """Samples of every runtime, interleaved as in `hrm_mlir.bench.measure`: each round calls
-    every runtime in a rotating order, and each timed call follows an untimed one of its own.
-    Rounds stop after `iterations`, or once `time_limit_s` has passed (after `MIN_ROUNDS`)."""
-    samples: dict[str, list[float]] = {name: [] for name in runtimes}
-    for _ in range(warmup):
-        for fn in runtimes.values():
-            fn()
-    names = list(runtimes)
-    began = time.perf_counter()
-    for i in range(iterations):
-        over = time_limit_s is not None and time.perf_counter() - began > time_limit_s
-        if over and i >= MIN_ROUNDS:
-            break
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            runtimes[name]()
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            runtimes[name]()
-            samples[name].append(1e3 * (time.perf_counter() - start))
-    return [Timing(name, s) for name, s in samples.items()]
 
 
 def _by_seq_len(artifacts: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
