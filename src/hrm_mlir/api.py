@@ -616,7 +616,7 @@ def score_predictions(
 ) -> ArcScore:
     """ARC pass@k of prediction files that upstream's `evaluate.py` (or `evaluate`) wrote,
     against an ARC build; `submission` and `plot` as in `evaluate`."""
-    from hrm_mlir.evaluation.arc import load_arc_split, load_predictions
+    from hrm_mlir.evaluation.arc_io import load_arc_split, load_predictions
 
     check_writable(submission, plot)
     arc_split = load_arc_split(data, split)
@@ -626,7 +626,7 @@ def score_predictions(
 
 def _arc_split(data, split: str, data_split):
     """The ARC view of a split when it is an ARC build (900 tokens, named augmentations)."""
-    from hrm_mlir.evaluation.arc import load_arc_split
+    from hrm_mlir.evaluation.arc_io import load_arc_split
 
     names = data_split.identifiers or []
     if data_split.metadata.seq_len != 900 or len(names) < 2:
@@ -635,7 +635,9 @@ def _arc_split(data, split: str, data_split):
 
 
 def _score_arc(predictions, arc_split, source: str, submission, plot) -> ArcScore:
-    from hrm_mlir.evaluation.arc import plot_tasks, score, write_submission
+    from hrm_mlir.evaluation.arc import score
+    from hrm_mlir.evaluation.arc_io import write_submission
+    from hrm_mlir.evaluation.plots import plot_tasks
 
     scored = score(predictions, arc_split.identifiers, arc_split.tasks, source=source)
     if submission is not None:

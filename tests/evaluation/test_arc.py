@@ -21,14 +21,16 @@ from hrm_mlir.evaluation.arc import (
     crop_sizes,
     dihedral_transform,
     inverse_dihedral_transform,
+    parse_name,
+    score,
+)
+from hrm_mlir.evaluation.arc_io import (
     load_arc_split,
     load_predictions,
-    parse_name,
-    plot_tasks,
-    score,
     submission,
     write_submission,
 )
+from hrm_mlir.evaluation.plots import plot_tasks
 from hrm_mlir.puzzles.arc import crop_canvas
 
 # Upstream's eight transforms (dataset/common.py), restated here independently of the module.

@@ -25,40 +25,35 @@ Scoring follows the notebook's `test()`:
 The expected outputs come from the build itself: the un-augmented puzzles of `<split>/` in
 `identifiers.json`'s names, their examples' inputs and labels (the notebook reads the same rows
 back from the predictions' `labels`).
+
+Here: the augmentations, the crop, the tasks and the scoring. Reading the build and prediction
+files and writing `submission.json` are `hrm_mlir.evaluation.arc_io`'s; the PNG of a few tasks
+is `hrm_mlir.evaluation.plots`'.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hrm_mlir.core.errors import HrmMlirError, first_line
-from hrm_mlir.core.fileio import write_atomic
-from hrm_mlir.evaluation.dataset import Split, load_metadata, load_split
+from hrm_mlir.core.errors import HrmMlirError
 from hrm_mlir.puzzles.arc import COLOR_OFFSET, GRID_MAX, NUM_COLORS, SEQ_LEN
 
 DEFAULT_KS = (1, 2, 10, 100, 1000)
 BLANK_IDENTIFIER = 0
 VOCAB_SIZE = NUM_COLORS + 2  # PAD, EOS, ten colours
+# What every prediction row carries besides its tokens (`preds`, or `logits` to take them from)
+PREDICTION_FIELDS = ("puzzle_identifiers", "inputs", "q_halt_logits")
 
 # The 8 dihedral transforms of upstream's `dataset/common.py`, by id, and the id undoing each:
 # the rotations by 90 and 270 degrees undo each other; the rest are their own inverse.
 DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
 
-# The ARC palette (black, blue, red, green, yellow, grey, magenta, orange, azure, maroon).
-ARC_PALETTE = (
-    "#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
-    "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25",
-)  # fmt: skip
-
 _AUGMENTED = re.compile(r"(?P<task>.+)_t(?P<tid>[0-7])_(?P<colours>[0-9]{10})")
-_REQUIRED = ("puzzle_identifiers", "inputs", "q_halt_logits")
 
 
 # ----------------------------------------------------------------------------- augmentations
@@ -142,7 +137,7 @@ def crop_sizes(canvases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-def _crop_all(canvases: np.ndarray, chunk: int = 8192) -> list[np.ndarray]:
+def crop_all(canvases: np.ndarray, chunk: int = 8192) -> list[np.ndarray]:
     """Each canvas cropped to its colour grid (0..9, uint8)."""
     out: list[np.ndarray] = []
     for start in range(0, len(canvases), chunk):
@@ -160,91 +155,7 @@ def _key(grid: np.ndarray) -> tuple[int, int, bytes]:
     return g.shape[0], g.shape[1], g.tobytes()
 
 
-# ------------------------------------------------------------------------------ predictions
-
-
-def load_predictions(paths: Iterable[str | Path]) -> dict[str, np.ndarray]:
-    """Read prediction files (upstream's `evaluate.py` output, or the `preds` form) and join
-    their rows.
-
-    Each file is a `torch.save`d dict of tensors with `puzzle_identifiers` [N], `inputs`
-    [N, 900], `q_halt_logits` [N] and either `logits` [N, 900, V] or `preds` [N, 900] (argmax
-    taken). Logits are reduced to their argmax as each file is read, so the result holds
-    `puzzle_identifiers` (int64), `inputs` and `preds` (uint8) and `q_halt_logits` (float32).
-    Files are read with `weights_only=True`: tensors only, no pickled code.
-    """
-    try:
-        import torch
-    except ImportError:
-        raise HrmMlirError("reading prediction files needs torch (pip install torch)") from None
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in (*_REQUIRED, "preds")}
-    files = [Path(p) for p in paths]
-    if not files:
-        raise HrmMlirError("no prediction files given")
-    for path in files:
-        if not path.is_file():
-            raise HrmMlirError(f"{path}: no such predictions file")
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as e:  # torch raises pickle, zip and runtime errors alike
-            raise HrmMlirError(
-                f"{path}: not a torch.save'd predictions file: {first_line(e)}"
-            ) from None
-        if not isinstance(raw, dict):
-            raise HrmMlirError(f"{path}: holds a {type(raw).__name__}, expected a dict of tensors")
-        token_key = "preds" if "preds" in raw else "logits"
-        missing = [k for k in (*_REQUIRED, token_key) if k not in raw]
-        if missing:
-            raise HrmMlirError(
-                f"{path}: no {', '.join(missing)} (has {', '.join(sorted(map(str, raw)))}); "
-                "expected upstream evaluate.py's outputs"
-            )
-        tensors = {k: raw[k] for k in (*_REQUIRED, token_key)}
-        for k, v in tensors.items():
-            if not isinstance(v, torch.Tensor):
-                raise HrmMlirError(f"{path}: {k} is a {type(v).__name__}, expected a tensor")
-        if tensors["puzzle_identifiers"].ndim != 1:
-            raise HrmMlirError(
-                f"{path}: puzzle_identifiers has shape "
-                f"{list(tensors['puzzle_identifiers'].shape)}, expected [rows]"
-            )
-        rows = tensors["puzzle_identifiers"].shape[0]
-        for k, v in tensors.items():
-            if v.ndim == 0 or v.shape[0] != rows:
-                raise HrmMlirError(
-                    f"{path}: {k} has shape {list(v.shape)}, but puzzle_identifiers has {rows} rows"
-                )
-        tokens = tensors[token_key]
-        if token_key == "logits":
-            if tokens.ndim != 3:
-                raise HrmMlirError(
-                    f"{path}: logits have shape {list(tokens.shape)}, expected [rows, seq, vocab]"
-                )
-            tokens = tokens.argmax(dim=-1)
-        elif tokens.dtype.is_floating_point:
-            raise HrmMlirError(f"{path}: preds are {tokens.dtype}, expected integer tokens")
-        for k, v in (("inputs", tensors["inputs"]), ("preds", tokens)):
-            if v.ndim != 2 or v.dtype.is_floating_point:
-                raise HrmMlirError(
-                    f"{path}: {k} is {v.dtype} {list(v.shape)}, expected integer [rows, seq]"
-                )
-            if v.numel() and (int(v.min()) < 0 or int(v.max()) > 255):
-                raise HrmMlirError(
-                    f"{path}: {k} hold tokens {int(v.min())}..{int(v.max())}, not ARC's 0..11"
-                )
-            parts[k].append(v.to(torch.uint8).numpy())
-        parts["puzzle_identifiers"].append(tensors["puzzle_identifiers"].to(torch.int64).numpy())
-        parts["q_halt_logits"].append(tensors["q_halt_logits"].float().reshape(rows).numpy())
-    widths = {p.shape[1] for p in parts["inputs"] + parts["preds"]}
-    if len(widths) > 1:
-        raise HrmMlirError(
-            f"{', '.join(map(str, files))}: the files hold rows of different lengths "
-            f"{sorted(widths)}: predictions of different datasets"
-        )
-    return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
-
-
-# ------------------------------------------------------------------------------- the build
+# ------------------------------------------------------------------------------- the tasks
 
 
 @dataclass(frozen=True)
@@ -261,88 +172,6 @@ class ArcTask:
 
     name: str
     tests: tuple[ArcTest, ...]
-
-
-@dataclass(frozen=True)
-class ArcSplit:
-    """What scoring needs of an ARC build: `identifiers.json` and the split's original tasks."""
-
-    directory: Path
-    identifiers: tuple[str, ...]
-    tasks: dict[str, ArcTask]
-
-
-def load_arc_split(
-    data_dir: str | Path, split: str = "test", loaded: Split | None = None
-) -> ArcSplit:
-    """The tasks of an ARC build of upstream's `build_arc_dataset.py`: the split's un-augmented
-    puzzles, each of their examples a test input (its input and label cropped to grids).
-
-    The split is read and checked by `hrm_mlir.evaluation.dataset` (`loaded`, if the caller has
-    it already); here only what makes it ARC: 900 tokens and 12 of vocabulary, an
-    `identifiers.json` naming every row of the puzzle table."""
-    root = Path(data_dir)
-    meta_path = root / split / "dataset.json"
-    meta = loaded.metadata if loaded is not None else load_metadata(root, split)
-    if meta.seq_len != SEQ_LEN or meta.vocab_size != VOCAB_SIZE:
-        raise HrmMlirError(
-            f"{meta_path}: seq_len {meta.seq_len}, vocab_size {meta.vocab_size}: not an ARC "
-            f"build (ARC has {SEQ_LEN} and {VOCAB_SIZE})"
-        )
-    data = loaded if loaded is not None else load_split(root, split)
-    ids_path = root / "identifiers.json"
-    names = data.identifiers
-    if not names:
-        raise HrmMlirError(f"{ids_path}: missing (an ARC build of build_arc_dataset.py has one)")
-    if len(names) != meta.num_puzzle_identifiers:
-        raise HrmMlirError(
-            f"{ids_path}: {len(names)} names, but {meta_path} has {meta.num_puzzle_identifiers} "
-            "puzzle identifiers (the puzzle table): identifiers.json of another build?"
-        )
-    parsed: dict[int, tuple[Augmentation, bool]] = {}
-    tasks: dict[str, ArcTask] = {}
-    for puzzle_set in data.sets:
-        prefix = data.directory / f"{puzzle_set.name}__"
-        ids = np.asarray(puzzle_set.puzzle_identifiers, dtype=np.int64)
-        starts = np.asarray(puzzle_set.puzzle_indices, dtype=np.int64)
-        originals: list[int] = []
-        for p, pid in enumerate(ids.tolist()):
-            if pid not in parsed:
-                try:
-                    parsed[pid] = parse_name(names[pid])
-                except ValueError as e:
-                    raise HrmMlirError(f"{ids_path}: identifier {pid}: {e}") from None
-            if pid != BLANK_IDENTIFIER and not parsed[pid][1]:
-                originals.append(p)
-        rows = np.concatenate(
-            [np.arange(starts[p], starts[p + 1]) for p in originals] or [np.zeros(0, np.int64)]
-        )
-        grids_in = _crop_all(np.asarray(puzzle_set.inputs[rows]))
-        grids_out = _crop_all(np.asarray(puzzle_set.labels[rows]))
-        at = 0
-        for p in originals:
-            name = names[int(ids[p])]
-            n = int(starts[p + 1] - starts[p])
-            where = f"{prefix}inputs.npy: puzzle {name!r}"
-            if name in tasks:
-                raise HrmMlirError(f"{where}: appears twice in the {split} split")
-            tests = []
-            for k in range(n):
-                if grids_in[at + k].size == 0:
-                    raise HrmMlirError(f"{where} test {k}: the input holds no colour grid")
-                if grids_out[at + k].size == 0:
-                    raise HrmMlirError(
-                        f"{prefix}labels.npy: puzzle {name!r} test {k}: no expected output grid"
-                    )
-                tests.append(ArcTest(grids_in[at + k], grids_out[at + k]))
-            at += n
-            tasks[name] = ArcTask(name, tuple(tests))
-    if not tasks:
-        raise HrmMlirError(
-            f"{data.directory}: no un-augmented ARC puzzles in the {split} split (names in "
-            f"{ids_path})"
-        )
-    return ArcSplit(root, tuple(names), tasks)
 
 
 # ----------------------------------------------------------------------------------- scoring
@@ -434,7 +263,7 @@ def score(
     `logits`); `identifiers` is `identifiers.json`; `source` names the predictions in errors.
     """
     ks = _check_ks(ks)
-    missing = [k for k in _REQUIRED if k not in predictions]
+    missing = [k for k in PREDICTION_FIELDS if k not in predictions]
     if "preds" not in predictions and "logits" not in predictions:
         missing.append("preds (or logits)")
     if missing:
@@ -475,8 +304,8 @@ def score(
             f"0..{len(identifiers) - 1}: predictions of another build?"
         )
     qs = _sigmoid(q[keep])
-    crops_in = _crop_all(inputs[keep])
-    crops_out = _crop_all(tokens[keep])
+    crops_in = crop_all(inputs[keep])
+    crops_out = crop_all(tokens[keep])
 
     lookup: dict[str, dict[tuple[int, int, bytes], list[int]]] = {}
     for task in test_puzzles.values():
@@ -541,92 +370,6 @@ def score(
     return ArcScore(pass_at, len(scored), tuple(results), int(keep.size), int(blank))
 
 
-# -------------------------------------------------------------------------------- submission
-
-
-def _grid_json(grid: np.ndarray | None) -> list[list[int]]:
-    if grid is None or grid.size == 0:
-        return [[0]]  # Kaggle needs a grid; an empty or missing prediction is scored wrong
-    return [[int(v) for v in row] for row in grid]
-
-
-def submission(result: ArcScore) -> dict[str, list[dict[str, list[list[int]]]]]:
-    """The ARC Prize (Kaggle) `submission.json`: per task, one {attempt_1, attempt_2} per test
-    input, the two best-voted candidates (the first again when there is one; [[0]] when none)."""
-    out: dict[str, list[dict[str, list[list[int]]]]] = {}
-    for task in result.tasks:
-        entries = []
-        for t in task.tests:
-            first = t.candidates[0].grid if t.candidates else None
-            second = t.candidates[1].grid if len(t.candidates) > 1 else first
-            entries.append({"attempt_1": _grid_json(first), "attempt_2": _grid_json(second)})
-        out[task.name] = entries
-    return out
-
-
-def write_submission(result: ArcScore, path: str | Path) -> Path:
-    """Write `submission(result)` as JSON, atomically."""
-    return write_atomic(path, json.dumps(submission(result)).encode())
-
-
-# -------------------------------------------------------------------------------------- plot
-
-
-def plot_tasks(
-    result: ArcScore, path: str | Path, limit: int = 4, names: Sequence[str] | None = None
-) -> Path:
-    """A PNG of `limit` tasks with rows (`names`, default the first tasks with prediction rows):
-    one row per test input with its input, top prediction and expected output."""
-    try:
-        from matplotlib.colors import ListedColormap
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise HrmMlirError(
-            "plotting ARC tasks needs matplotlib (pip install matplotlib, or hrm-mlir[bench])"
-        ) from None
-    by_name = {t.name: t for t in result.tasks}
-    if names is None:
-        chosen = [t for t in result.tasks if t.rows][:limit]
-    else:
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            raise HrmMlirError(f"{path}: no task {unknown[0]!r} in the score to plot")
-        chosen = [by_name[n] for n in names][:limit]
-    rows = [(task, i, t) for task in chosen for i, t in enumerate(task.tests)]
-    if not rows:
-        raise HrmMlirError(f"{path}: no tasks to plot")
-    cmap = ListedColormap(list(ARC_PALETTE))
-    fig = Figure(figsize=(9, 3 * len(rows)), layout="constrained")
-    axes = fig.subplots(len(rows), 3, squeeze=False)
-    for r, (task, i, t) in enumerate(rows):
-        top = t.candidates[0] if t.candidates else None
-        label = f"{task.name}" + (f" #{i}" if len(task.tests) > 1 else "")
-        if top is None:
-            verdict = "no prediction"
-        else:
-            mark = "right" if top.correct else "wrong"
-            verdict = f"top prediction, {mark}\n{top.votes} votes, mean q {top.mean_q:.2f}"
-        panels = (
-            (t.input, f"{label}\ninput"),
-            (None if top is None else top.grid, verdict),
-            (t.expected, "expected output"),
-        )
-        for ax, (grid, title) in zip(axes[r], panels, strict=True):
-            ax.set_title(title, fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if grid is None or grid.size == 0:
-                ax.text(0.5, 0.5, "(empty)", ha="center", va="center", transform=ax.transAxes)
-                continue
-            h, w = grid.shape
-            ax.imshow(grid, cmap=cmap, vmin=0, vmax=NUM_COLORS - 1, interpolation="nearest")
-            ax.set_xticks(np.arange(-0.5, w, 1), minor=True)
-            ax.set_yticks(np.arange(-0.5, h, 1), minor=True)
-            ax.grid(which="minor", color="#555555", linewidth=0.5)
-            ax.tick_params(which="both", length=0)
-    return write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=80))
-
-
 def pass_at_text(result: ArcScore) -> str:
     """One line: `pass@1 40.00%  pass@2 ...  (N puzzles)`."""
     parts = [f"pass@{k} {100 * v:.2f}%" for k, v in result.pass_at.items()]
@@ -635,26 +378,23 @@ def pass_at_text(result: ArcScore) -> str:
 
 
 __all__ = [
-    "ARC_PALETTE",
+    "BLANK_IDENTIFIER",
     "DEFAULT_KS",
     "DIHEDRAL_INVERSE",
+    "PREDICTION_FIELDS",
+    "VOCAB_SIZE",
     "ArcScore",
-    "ArcSplit",
     "ArcTask",
     "ArcTest",
     "Augmentation",
     "Candidate",
     "InputResult",
     "TaskResult",
+    "crop_all",
     "crop_sizes",
     "dihedral_transform",
     "inverse_dihedral_transform",
-    "load_arc_split",
-    "load_predictions",
     "parse_name",
     "pass_at_text",
-    "plot_tasks",
     "score",
-    "submission",
-    "write_submission",
 ]
