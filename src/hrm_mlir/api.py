@@ -21,6 +21,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +30,10 @@ from hrm_mlir.core.fileio import check_writable
 from hrm_mlir.core.types import DType, Entry, OutputType
 
 if TYPE_CHECKING:
+    from hrm_mlir.checkpoint.load import Checkpoint
     from hrm_mlir.compiler.options import CompileOptions
     from hrm_mlir.evaluation.arc import ArcScore
-    from hrm_mlir.evaluation.distributed import ShardedRun
+    from hrm_mlir.evaluation.distributed import Artifact, ShardedRun
     from hrm_mlir.evaluation.engine import Evaluation
     from hrm_mlir.exporter.module import ExportedModule
     from hrm_mlir.exporter.params import Params
@@ -263,7 +265,7 @@ def verify(
 
     options = options or CompileOptions()
     ck = load_checkpoint(checkpoint, seq_len=seq_len)
-    mode, archive = _params_source(params)
+    mode, archive = _params_source(params, mlir, goes_with="--mlir", built_here="an export here")
     notes = [] if notes is None else notes
     if mlir is not None:
         functions = read_functions(mlir)
@@ -276,9 +278,6 @@ def verify(
         compiled = open_artifact(vmfb, parameters=archive)
         what = str(mlir)
     else:
-        if archive is not None:
-            raise HrmMlirError("--params FILE goes with --mlir; for an export here use "
-                               "--params inline|external")  # fmt: skip
         export_options = ExportOptions(
             output_type=OutputType.parse(output_type),
             dtype=None if dtype is None else DType.parse(dtype),
@@ -355,40 +354,28 @@ def run(
     mapping ARC task names to puzzle-embedding rows.
     """
     from hrm_mlir.checkpoint.load import load_checkpoint
-    from hrm_mlir.runner import CompiledACT, pytorch_agreement, solve
+    from hrm_mlir.runner import pytorch_agreement, solve
 
     start = time.perf_counter()
-    ck = None
-    mode, archive = _params_source(params)
-    compiled: CompiledACT
-    if Path(model).suffix == ".vmfb":
-        compiled = CompiledACT.from_vmfb(model, parameters=archive)
-        what = str(model)
-        if checkpoint is not None:
-            ck = load_checkpoint(checkpoint, seq_len=compiled.config.seq_len)
-    else:
-        if archive is not None:
-            raise HrmMlirError("--params FILE goes with a .vmfb; for a checkpoint use "
-                               "--params inline|external")  # fmt: skip
-        ck = load_checkpoint(model, seq_len=seq_len)
-        # the puzzles are read and checked against the checkpoint before the slow compile
+    act = _Act.resolve(model, params, lambda: load_checkpoint(model, seq_len=seq_len))
+    ck = act.checkpoint
+    if ck is not None:  # the puzzles are read and checked against it before the slow compile
         loaded = _puzzles(puzzles, family, ck.config, identifiers)
-        dtype = ck.config.forward_dtype if dtype is None else DType.parse(dtype)
-        compiled = CompiledACT.from_checkpoint(
-            ck,
-            dtype=dtype,
-            batch_size=batch_size,
-            compile_options=options,
-            params=mode,
-            cache=cache,
-            status=progress,  # "compiling ..." or "using ... from the cache"
-        )
-        what = f"{ck.weights_path} (compiled here, {dtype})"
+    compiled = act.compiled(
+        dtype,
+        batch_size=batch_size,
+        options=options,
+        cache=cache,
+        status=progress,  # "compiling ..." or "using ... from the cache"
+    )
     cfg = compiled.config
     steps = max_steps or cfg.halt_max_steps
-    if Path(model).suffix == ".vmfb":  # a checkpoint's were read before its compile
+    if ck is None:  # a .vmfb: the checkpoint to compare with, then the puzzles
+        if checkpoint is not None:
+            ck = load_checkpoint(checkpoint, seq_len=cfg.seq_len)
         loaded = _puzzles(puzzles, family, cfg, identifiers)
     solutions = solve(compiled, loaded, max_steps=steps, q_halt=q_halt)
+    what = act.what(dtype)
     result = Run(what, cfg, loaded, solutions, steps, q_halt, time.perf_counter() - start)
     if compare_pytorch:
         if ck is None:
@@ -397,15 +384,103 @@ def run(
     return result
 
 
-def _params_source(params: Params | str | Path | None) -> tuple[Params | None, Path | None]:
+def _params_source(
+    params: Params | str | Path | None,
+    given: str | Path | None,
+    *,
+    goes_with: str,
+    built_here: str,
+) -> tuple[Params | None, Path | None]:
     """`params` of the verbs that load or build a compiled module, as (inline|external for
-    a model built here, the parameter archive of one given): a str other than inline or
-    external is an archive's path."""
+    a model built here, the parameter archive of the compiled file `given`): a str other than
+    inline or external is an archive's path, refused when no file is given.
+
+    Raises:
+        HrmMlirError: an archive for a model built here, saying what it `goes_with`.
+    """
     from hrm_mlir.exporter.params import Params, params_or_archive
 
     source = None if params is None else params_or_archive(params)
-    mode = source if isinstance(source, Params) else None
-    return mode, source if isinstance(source, Path) else None
+    archive = source if isinstance(source, Path) else None
+    if given is None and archive is not None:
+        raise HrmMlirError(f"--params FILE goes with {goes_with}; for {built_here} use "
+                           "--params inline|external")  # fmt: skip
+    return (source if isinstance(source, Params) else None), archive
+
+
+@dataclass(frozen=True)
+class _Act:
+    """The model of `run` and `evaluate`, resolved once: an `@act` .vmfb (`model`, with its
+    parameter `archive`), or a checkpoint (`checkpoint`, loaded) whose `@act` is compiled here
+    with its weights `mode` (inline or external; None: by size)."""
+
+    model: str | Path
+    archive: Path | None
+    mode: Params | None
+    checkpoint: Checkpoint | None  # None: `model` is a .vmfb
+
+    @classmethod
+    def resolve(
+        cls, model: str | Path, params: Params | str | Path | None, load: Callable[[], Checkpoint]
+    ) -> _Act:
+        """`params` read (an archive only with a .vmfb), and a checkpoint `load`ed."""
+        vmfb = model if Path(model).suffix == ".vmfb" else None
+        mode, archive = _params_source(params, vmfb, goes_with="a .vmfb", built_here="a checkpoint")
+        return cls(model, archive, mode, None if vmfb is not None else load())
+
+    def compiled(
+        self,
+        dtype: DType | str | None,
+        *,
+        batch_size: int | None,
+        options: CompileOptions | None,
+        cache: bool,
+        status: Callable[[str], None] | None,
+    ) -> CompiledACT:
+        """The `@act` to run here: the .vmfb loaded, or the checkpoint's compiled in `dtype`
+        (default: its forward_dtype) at `batch_size`, or read from the cache."""
+        from hrm_mlir.runner import CompiledACT
+
+        ck = self.checkpoint
+        if ck is None:
+            return CompiledACT.from_vmfb(self.model, parameters=self.archive)
+        return CompiledACT.from_checkpoint(
+            ck, dtype=_dtype(ck, dtype), batch_size=batch_size, compile_options=options,
+            params=self.mode, cache=cache, status=status,
+        )  # fmt: skip
+
+    def artifact(
+        self,
+        dtype: DType | str | None,
+        *,
+        batch_size: int,
+        options: CompileOptions | None,
+        cache: bool,
+        status: Callable[[str], None] | None,
+    ) -> Artifact | Callable[[], Artifact]:
+        """The `@act` for the Ray engine, as `compiled`: the .vmfb read now, or a function that
+        compiles the checkpoint's (`evaluate_on_ray` calls it after its checks of --out and
+        --resume)."""
+        from hrm_mlir.evaluation.distributed import Artifact
+
+        ck = self.checkpoint
+        if ck is None:
+            return Artifact.from_vmfb(self.model, parameters=self.archive)
+        return partial(
+            Artifact.from_checkpoint, ck, dtype=_dtype(ck, dtype), batch_size=batch_size,
+            options=options, params=self.mode, cache=cache, status=status,
+        )  # fmt: skip
+
+    def what(self, dtype: DType | str | None, runs: str = "compiled here") -> str:
+        """The model as results name it: the .vmfb, or the checkpoint's weights, how they
+        `runs` and in what dtype."""
+        ck = self.checkpoint
+        return str(self.model) if ck is None else f"{ck.weights_path} ({runs}, {_dtype(ck, dtype)})"
+
+
+def _dtype(ck: Checkpoint, dtype: DType | str | None) -> DType:
+    """The dtype a checkpoint's model runs in: `dtype`, by default its forward_dtype."""
+    return ck.config.forward_dtype if dtype is None else DType.parse(dtype)
 
 
 def _puzzles(path, family, config: ReasoningConfig, identifiers) -> list[Puzzle]:
@@ -496,7 +571,7 @@ def evaluate(
     """
     from hrm_mlir.checkpoint.load import load_checkpoint
     from hrm_mlir.evaluation.dataset import load_split
-    from hrm_mlir.evaluation.distributed import Artifact, evaluate_on_ray, require_ray
+    from hrm_mlir.evaluation.distributed import Artifact, evaluate_on_ray
     from hrm_mlir.evaluation.engine import (
         CompiledRunner,
         PyTorchRunner,
@@ -504,79 +579,49 @@ def evaluate(
         evaluate_split,
         save_predictions,
     )
-    from hrm_mlir.runner import CompiledACT
 
-    if runtime not in ("iree", "pytorch"):
-        raise HrmMlirError(f"--runtime: expected iree or pytorch, got {runtime!r}")
-    if keep not in ("logits", "preds"):
-        raise HrmMlirError(f"predictions keep logits or preds, got {keep!r}")
-    if batch_size < 1:
-        raise HrmMlirError(f"--batch_size must be >= 1, got {batch_size}")
-    if engine not in ("local", "ray"):
-        raise HrmMlirError(f"--engine: expected local or ray, got {engine!r}")
     on_ray = engine == "ray"
-    if not on_ray:
-        ray_only = {"--address": address, "--workers": workers, "--shards": shards,
-                    "--out": out, "--resume": resume or None}  # fmt: skip
-        given = [name for name, value in ray_only.items() if value is not None]
-        if given:
-            raise HrmMlirError(f"{', '.join(given)}: only with --engine ray")
-    else:
-        if runtime == "pytorch":
-            raise HrmMlirError("--engine ray runs the compiled @act: not with --runtime pytorch")
-        if out is None:
-            raise HrmMlirError("--engine ray writes each shard's results to a directory: give "
-                               "--out DIR")  # fmt: skip
-        require_ray()
+    _check_evaluate_choices(
+        runtime, keep, batch_size, engine, address=address, workers=workers, shards=shards,
+        out=out, resume=resume,
+    )  # fmt: skip
     check_writable(predictions, submission, plot)  # before the slow work
     check_writable(out, directory=True)
     data_split = load_split(data, split)
     arc_split = _arc_split(data, split, data_split)
     if arc_split is None and (submission is not None or plot is not None):
         raise HrmMlirError(f"{data}: not an ARC build; --submission and --plot need one")
-    mode, archive = _params_source(params)
+    seq_len = data_split.metadata.seq_len
+    act = _Act.resolve(model, params, lambda: load_checkpoint(model, seq_len_fallback=seq_len))
+    ck = act.checkpoint
+    if ck is None and runtime == "pytorch":
+        raise HrmMlirError("--runtime pytorch needs a checkpoint, not a .vmfb")
+    if ck is not None:  # checked against the split before the slow compile
+        _check(data_split, ck.config, str(ck.weights_path))
     runner: Runner | None = None
     artifact: Artifact | Callable[[], Artifact] | None = None
-    if Path(model).suffix == ".vmfb":
-        if runtime == "pytorch":
-            raise HrmMlirError("--runtime pytorch needs a checkpoint, not a .vmfb")
-        if on_ray:
-            artifact = Artifact.from_vmfb(model, parameters=archive)
-            config = artifact.config
-        else:
-            compiled = CompiledACT.from_vmfb(model, parameters=archive)
-            config = compiled.config
-            runner = CompiledRunner(compiled)
-        what = str(model)
-        _check(data_split, config, what)
+    if ck is not None and runtime == "pytorch":
+        runner = PyTorchRunner(ck.build_model(_dtype(ck, dtype)))
     else:
-        if archive is not None:
-            raise HrmMlirError("--params FILE goes with a .vmfb; for a checkpoint use "
-                               "--params inline|external")  # fmt: skip
-        ck = load_checkpoint(model, seq_len_fallback=data_split.metadata.seq_len)
-        config = ck.config
-        _check(data_split, config, str(ck.weights_path))
-        dtype = ck.config.forward_dtype if dtype is None else DType.parse(dtype)
-        if runtime == "pytorch":
-            runner = PyTorchRunner(ck.build_model(dtype))
-            what = f"{ck.weights_path} (PyTorch, {dtype})"
-        else:
-            rows = min(batch_size, max(data_split.examples if limit is None else limit, 1))
-            if on_ray:
+        # a checkpoint's is compiled for no more rows than the run has
+        rows = min(batch_size, max(data_split.examples if limit is None else limit, 1))
+        if on_ray:
+            artifact = act.artifact(
+                dtype, batch_size=rows, options=options, cache=cache, status=status
+            )
+            if ck is not None:
                 batch_size = rows  # the batch it will have, for the checks before the compile
-
-                def artifact() -> Artifact:  # after the checks of --out and --resume
-                    return Artifact.from_checkpoint(
-                        ck, dtype=dtype, batch_size=rows, options=options, params=mode,
-                        cache=cache, status=status,
-                    )  # fmt: skip
-            else:
-                compiled = CompiledACT.from_checkpoint(
-                    ck, dtype=dtype, batch_size=rows, compile_options=options, params=mode,
-                    cache=cache, status=status,
-                )  # fmt: skip
-                runner = CompiledRunner(compiled)
-            what = f"{ck.weights_path} (compiled here, {dtype})"
+        else:
+            compiled = act.compiled(
+                dtype, batch_size=rows, options=options, cache=cache, status=status
+            )
+            runner = CompiledRunner(compiled)
+    what = act.what(dtype, runs="PyTorch" if runtime == "pytorch" else "compiled here")
+    if ck is not None:
+        config = ck.config
+    else:  # the .vmfb's model, read as it loaded
+        config = artifact.config if isinstance(artifact, Artifact) else compiled.config
+        _check(data_split, config, what)
     keep_as = keep if predictions is not None else None
     if keep_as is None and arc_split is not None:
         keep_as = "preds"  # the votes need the argmax only
@@ -645,6 +690,44 @@ def _score_arc(predictions, arc_split, source: str, submission, plot) -> ArcScor
     if plot is not None:
         plot_tasks(scored, plot)
     return scored
+
+
+def _check_evaluate_choices(
+    runtime: str,
+    keep: str,
+    batch_size: int,
+    engine: str,
+    *,
+    address: str | None,
+    workers: int | None,
+    shards: int | None,
+    out: str | Path | None,
+    resume: bool,
+) -> None:
+    """`evaluate`'s choices, refused in one line before anything is read."""
+    from hrm_mlir.evaluation.distributed import require_ray
+
+    if runtime not in ("iree", "pytorch"):
+        raise HrmMlirError(f"--runtime: expected iree or pytorch, got {runtime!r}")
+    if keep not in ("logits", "preds"):
+        raise HrmMlirError(f"predictions keep logits or preds, got {keep!r}")
+    if batch_size < 1:
+        raise HrmMlirError(f"--batch_size must be >= 1, got {batch_size}")
+    if engine not in ("local", "ray"):
+        raise HrmMlirError(f"--engine: expected local or ray, got {engine!r}")
+    if engine != "ray":
+        ray_only = {"--address": address, "--workers": workers, "--shards": shards,
+                    "--out": out, "--resume": resume or None}  # fmt: skip
+        given = [name for name, value in ray_only.items() if value is not None]
+        if given:
+            raise HrmMlirError(f"{', '.join(given)}: only with --engine ray")
+    else:
+        if runtime == "pytorch":
+            raise HrmMlirError("--engine ray runs the compiled @act: not with --runtime pytorch")
+        if out is None:
+            raise HrmMlirError("--engine ray writes each shard's results to a directory: give "
+                               "--out DIR")  # fmt: skip
+        require_ray()
 
 
 def _check(split, config: ReasoningConfig, where: str) -> None:
