@@ -76,18 +76,19 @@ def test_pytorchs_own_bf16_noise_passes(h3):
 
 
 @requires_x86
-def test_bf16_arithmetic_for_a_cpu_with_bf16_units_is_built_and_refused_here_in_one_line(
+def test_bf16_products_for_a_cpu_with_bf16_units_are_built_and_refused_here_in_one_line(
     tmp_path,
 ):
-    """`--bf16-compute bfloat16` for Sapphire Rapids: its target has AVX512_BF16 and AMX-BF16
-    (the instructions IREE's bf16 ukernels use); a CPU without them refuses it in one line that
-    names both, never a SIGILL."""
+    """`--bf16-compute bfloat16` (bf16 products, float32 accumulation) for Sapphire Rapids: its
+    target has AVX512_BF16 and AMX-BF16 (the instructions IREE's bf16 ukernels use), and the
+    matmuls' inputs are demoted to bf16; a CPU without those units refuses the artifact in one
+    line that names both, never a SIGILL."""
     model = random_model(seed=5, forward_dtype="bfloat16")
     options = CompileOptions(cpu="sapphirerapids", bf16_compute="bfloat16")
     notes: list[str] = []
     path = tmp_path / "spr.vmfb"
     compile_module(export_step(model, BF16), path, options, notes=notes)
-    assert not any("computed in float32" in n for n in notes)
+    assert any("bfloat16 products with float32 accumulation" in n for n in notes), notes
     recorded = _reflection(path.read_bytes(), "step")[FEATURES_KEY].split(",")
     assert {"avx512bf16", "amx-bf16"} <= set(recorded)
     host = resolve_cpu(HOST)

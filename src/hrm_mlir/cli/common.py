@@ -233,9 +233,10 @@ def add_compile_options(p: argparse.ArgumentParser, *, gpu: bool = True) -> None
         "--bf16-compute",
         choices=("float32", "bfloat16"),
         default="float32",
-        help="llvm-cpu: what a bfloat16 module computes in. float32: promoted behind its bf16 "
-        "inputs and outputs, with the float32 flags and kernels; bfloat16: bf16 arithmetic "
-        "(emulated on a CPU without AVX512_BF16 or AMX-BF16) (default: float32)",
+        help="llvm-cpu: what a bfloat16 module computes in, behind its bf16 inputs and "
+        "outputs. float32: everything, with the float32 flags and kernels; bfloat16: bf16 "
+        "products with float32 accumulation in the matmuls (IREE's bf16 ukernels on a CPU "
+        "with AVX512_BF16; emulated, slowly, elsewhere) (default: float32)",
     )
     p.add_argument(
         "--iree-flag",

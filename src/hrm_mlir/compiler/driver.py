@@ -23,7 +23,7 @@ from hrm_mlir.compiler.kernels.attention import AttentionShape
 from hrm_mlir.compiler.kernels.fusion import fuse_attention
 from hrm_mlir.compiler.kernels.gemm import GemmShape, rewrite_gemms
 from hrm_mlir.compiler.kernels.qkv import QkvShape
-from hrm_mlir.compiler.options import CompileOptions, Target
+from hrm_mlir.compiler.options import DEMOTE_MATMUL_INPUTS, CompileOptions, Target
 from hrm_mlir.compiler.promote import promote_bf16
 from hrm_mlir.compiler.selfcheck import checked, checker
 from hrm_mlir.core.errors import CompileError, first_line
@@ -137,14 +137,22 @@ def compile_module(
                 "bfloat16 arithmetic: not computed in float32 (a StableHLO module, one that does "
                 "not parse, or one with bf16 globals, which the promotion would retype)"
             )
-        if prepared.promoted:
-            dtype = DType.FLOAT32
+        demote: list[str] = []
+        if prepared.promoted and options.bf16_products:
+            demote = DEMOTE_MATMUL_INPUTS
+            notes.append(
+                f"bfloat16 products with float32 accumulation on {options.cpu_target().name}, "
+                "float32 elsewhere, bf16 at the module's inputs and outputs"
+            )
+        elif prepared.promoted:
             notes.append(
                 f"bfloat16 computed in float32 on {options.cpu_target().name}, bf16 at the "
                 "module's inputs and outputs: faster than bf16 arithmetic where the CPU has "
-                "none, and closer to the float32 truth (--bf16-compute bfloat16 keeps bf16)"
+                "none, and closer to the float32 truth (--bf16-compute bfloat16: bf16 products)"
             )
-        configs = _configurations(options, prepared, dtype, external)
+        if prepared.promoted:
+            dtype = DType.FLOAT32
+        configs = _configurations(options, prepared, dtype, external, demote)
         run_check = checker(options, prepared.cases, external, parameters, notes, check)
         failed: list[tuple[_Config, str]] = []
         chosen: _Config | None = None
@@ -181,11 +189,16 @@ def compile_module(
 
 
 def _configurations(
-    options: CompileOptions, prepared: _Prepared, dtype: DType | None, external: bool
+    options: CompileOptions,
+    prepared: _Prepared,
+    dtype: DType | None,
+    external: bool,
+    extra: list[str] | None = None,
 ) -> list[_Config]:
-    """The ways to compile, fastest first; one only where `options.tuned` is set."""
-    fast = options.flags(dtype, external_parameters=external)
-    plain = options.flags(dtype, external_parameters=external, fast=False)
+    """The ways to compile, fastest first; one only where `options.tuned` is set. `extra`
+    flags go into every one."""
+    fast = options.flags(dtype, external_parameters=external) + (extra or [])
+    plain = options.flags(dtype, external_parameters=external, fast=False) + (extra or [])
     what = "the fast llvm-cpu flags" if fast != plain else "IREE's defaults"
     configs = []
     if prepared.fast is not None:
@@ -226,7 +239,8 @@ def _prepare(
     """
     from iree.compiler import ir
 
-    kernels_wanted = options.use_gemm_kernels()
+    # bf16 products leave the matmuls to IREE, which demotes their inputs (`bf16_products`)
+    kernels_wanted = options.use_gemm_kernels() and not (promote and options.bf16_products)
     source, source_dialect = path, dialect
     with ir.Context() as ctx:
         rewritten = kernels_wanted or promote
@@ -357,37 +371,27 @@ def _materialize(
 def _torch_to_linalg(asm: str | bytes, tmp: Path) -> Path:
     """A torch-dialect export (torch-mlir's backend contract) lowered to linalg on tensors by
     torch-mlir, as `export --output_type linalg-on-tensors` lowers it."""
+    # `exporter.trace.TO_DIALECT`'s linalg pipeline (that module imports torch; this one not)
+    pipeline = "builtin.module(torch-backend-to-linalg-on-tensors-backend-pipeline)"
+    return _lower_to_linalg(asm, pipeline, "torch", tmp / "torch_as_linalg.mlirbc")
+
+
+def _tosa_to_linalg(asm: str | bytes, tmp: Path) -> Path:
+    return _lower_to_linalg(asm, TOSA_TO_LINALG, "TOSA", tmp / "tosa_as_linalg.mlirbc")
+
+
+def _lower_to_linalg(asm: str | bytes, pipeline: str, what: str, out: Path) -> Path:
+    """`asm` lowered to linalg on tensors by a torch-mlir pipeline, written to `out`."""
     from torch_mlir import ir, passmanager
     from torch_mlir.dialects import torch as torch_d
 
-    # `exporter.trace.TO_DIALECT`'s linalg pipeline (that module imports torch; this one not)
-    pipeline = "builtin.module(torch-backend-to-linalg-on-tensors-backend-pipeline)"
     with ir.Context() as ctx:
         torch_d.register_dialect(ctx)
         try:
             module = ir.Module.parse(asm)
             passmanager.PassManager.parse(pipeline).run(module.operation)
         except Exception as e:  # MLIRError and friends
-            raise CompileError(f"lowering torch to linalg failed: {first_line(e)}") from e
-        out = tmp / "torch_as_linalg.mlirbc"
-        with out.open("wb") as f:
-            module.operation.write_bytecode(f)
-    return out
-
-
-def _tosa_to_linalg(asm: str | bytes, tmp: Path) -> Path:
-    from torch_mlir import ir, passmanager
-    from torch_mlir.dialects import torch as torch_d
-
-    with ir.Context() as ctx:
-        torch_d.register_dialect(ctx)
-        try:
-            module = ir.Module.parse(asm)
-            passmanager.PassManager.parse(TOSA_TO_LINALG).run(module.operation)
-        except Exception as e:  # MLIRError and friends
-            first = first_line(e)
-            raise CompileError(f"lowering TOSA to linalg failed: {first}") from e
-        out = tmp / "tosa_as_linalg.mlirbc"
+            raise CompileError(f"lowering {what} to linalg failed: {first_line(e)}") from e
         with out.open("wb") as f:
             module.operation.write_bytecode(f)
     return out

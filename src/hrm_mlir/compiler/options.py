@@ -41,6 +41,13 @@ TUNED_CPU_FLAGS = [*FAST_CPU_FLAGS, STACK_LIMIT.format(TUNED_STACK_BYTES)]
 
 
 BF16_COMPUTE = ("float32", "bfloat16")  # `CompileOptions.bf16_compute`
+# bf16 products, float32 accumulation: the contractions of a promoted module take bf16 inputs.
+# (IREE's own bf16 arithmetic put a tiny model's z_L 1.8x further from the float32 truth than
+# PyTorch's bf16, and the self-check refused it: docs/known-issues.md.)
+DEMOTE_MATMUL_INPUTS = [
+    "--iree-global-opt-demote-contraction-inputs-type=bf16",
+    "--iree-global-opt-demote-contraction-inputs-operations=matmul",
+]
 
 
 class Target(ChoiceEnum):
@@ -80,12 +87,14 @@ class CompileOptions:
         extra_flags: passed to iree-compile last, so they override the defaults.
         kernel_isa: the GEMM kernels' register tiles, "avx2" (6 x 2 ymm) or "avx512"
             (12 x 1 zmm); None = the target's (for A/B measurements).
-        bf16_compute: what a bfloat16 module computes in on llvm-cpu. "float32" (default):
-            IREE's bf16-to-f32 promotion behind the module's bf16 signatures
-            (`hrm_mlir.compiler.promote`), then the float32 flags and kernels; "bfloat16": bf16
-            arithmetic, with the fast flags (data tiling reaches IREE's bf16 mmt4d ukernels on
-            a target with AVX512_BF16). The default holds on CPUs with bf16 units too: there
-            the bf16 path has not been measured against it yet (benchmarks/README.md).
+        bf16_compute: what a bfloat16 module computes in on llvm-cpu. Both promote it to
+            float32 behind its bf16 signatures (`hrm_mlir.compiler.promote`). "float32"
+            (default): then the float32 flags and the project's kernels. "bfloat16": bf16
+            products with float32 accumulation, as PyTorch's bf16 on a CPU and IREE's bf16
+            mmt4d ukernels compute them: the matmuls' inputs are demoted back to bf16
+            (`DEMOTE_MATMUL_INPUTS`), data tiling takes them to the ukernels (VDPBF16PS with
+            AVX512_BF16), and the project's float32 kernels stay off. The default holds on CPUs
+            with bf16 units too: there the bf16 path has not been measured against it yet.
     """
 
     target: Target = Target.LLVM_CPU
@@ -108,8 +117,13 @@ class CompileOptions:
             )
 
     def promotes_bf16(self) -> bool:
-        """Whether a bfloat16 module is computed in float32 (`bf16_compute`, llvm-cpu only)."""
-        return self.target == Target.LLVM_CPU and self.bf16_compute == "float32"
+        """Whether a bfloat16 module is promoted to float32 behind its bf16 ABI (llvm-cpu)."""
+        return self.target == Target.LLVM_CPU
+
+    @property
+    def bf16_products(self) -> bool:
+        """A promoted bf16 module's matmuls take bf16 inputs (`bf16_compute` "bfloat16")."""
+        return self.promotes_bf16() and self.bf16_compute == "bfloat16"
 
     def gemm_isa(self) -> str:
         """The register tiles of the GEMM kernels (`hrm_mlir.cpu_gemm.ISAS`): `kernel_isa`, or

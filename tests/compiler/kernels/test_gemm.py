@@ -196,9 +196,10 @@ def test_step_on_gemm_kernels_matches_pytorch(output_type, batch):
         assert verify_step(model, compiled, b, seed=b).passed
 
 
-def test_gemm_kernels_off_and_bfloat16_arithmetic_leave_the_module_to_iree():
-    """bf16 arithmetic (`--bf16-compute bfloat16`) keeps its GEMMs bf16, IREE's; by default a
-    bf16 module is computed in float32 and its GEMMs go to the kernels like a float32 one's."""
+def test_gemm_kernels_off_and_bfloat16_products_leave_the_module_to_iree():
+    """bf16 products (`--bf16-compute bfloat16`) leave the GEMMs to IREE, which demotes their
+    inputs to bf16; by default a bf16 module is computed in float32 and its GEMMs go to the
+    kernels like a float32 one's."""
     model = random_model(seed=3)
     exported = export_step(model, ExportOptions(output_type=OutputType.LINALG_ON_TENSORS))
     stats: dict = {}
@@ -209,7 +210,7 @@ def test_gemm_kernels_off_and_bfloat16_arithmetic_leave_the_module_to_iree():
     )
     native = CompileOptions(gemm_kernels=True, bf16_compute="bfloat16")
     compile_module(bf16, options=native, stats=stats)
-    assert stats["gemm_kernels"] == 0  # its GEMMs are bf16
+    assert stats["gemm_kernels"] == 0  # IREE's, with bf16 inputs
     compile_module(bf16, options=CompileOptions(gemm_kernels=True), stats=stats)
     assert stats["gemm_kernels"] > 0  # promoted to float32 behind its bf16 signature
     on = compile_module(exported, options=CompileOptions(gemm_kernels=True), stats=stats)
