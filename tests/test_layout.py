@@ -55,30 +55,29 @@ def test_the_private_import_check_sees_one(tmp_path):
 def test_compiling_and_running_a_file_imports_no_torch():
     """`hrm-mlir compile` and `run model.vmfb` start without torch (0.8 s of import): the
     compiler, the runtime, the exporter's ABI and references, the command line, the API."""
-    code = (
-        "import sys, hrm_mlir, hrm_mlir.cli, hrm_mlir.compiler, hrm_mlir.runtime, "
+    imports = (
+        "import hrm_mlir, hrm_mlir.cli, hrm_mlir.compiler, hrm_mlir.runtime, "
         "hrm_mlir.exporter.abi, hrm_mlir.exporter.reference, hrm_mlir.cli.app; "
-        "hrm_mlir.cli.app.build_parser(); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torch_mlir')))"
+        "hrm_mlir.cli.app.build_parser()"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert result.stdout.strip() == "[]"
+    assert _imported(imports, "m.split('.')[0] in ('torch', 'torch_mlir')") == "[]"
 
 
 def test_running_a_kit_imports_no_compiler():
     """`hrm-mlir kit run` runs where only IREE's runtime and torch are: the run side and the
     kit format import neither torch-mlir nor the IREE compiler, directly or through another."""
-    code = (
-        "import sys, hrm_mlir.bench.kit_run, hrm_mlir.bench.kit_format, hrm_mlir.bench.timing; "
-        "print(sorted(m for m in sys.modules "
-        "if m.split('.')[0] == 'torch_mlir' or m.startswith('iree.compiler')))"
-    )
+    imports = "import hrm_mlir.bench.kit_run, hrm_mlir.bench.kit_format, hrm_mlir.bench.timing"
+    found = _imported(imports, "m.split('.')[0] == 'torch_mlir' or m.startswith('iree.compiler')")
+    assert found == "[]"
+
+
+def _imported(imports: str, condition: str) -> str:
+    """The modules, by `condition` on a name `m`, that a fresh interpreter has after `imports`."""
+    code = f"import sys; {imports}; print(sorted(m for m in sys.modules if {condition}))"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
-    assert result.stdout.strip() == "[]"
+    return result.stdout.strip()
 
 
 def test_the_api_functions_are_the_package_names():
