@@ -51,9 +51,12 @@ def model():
 def test_every_dialect_compiles_runs_and_matches_pytorch(model, output_type, dtype):
     exported = export_step(model, ExportOptions(output_type=output_type, dtype=dtype, batch_size=2))
     report = verify_step(prepare_model(model, dtype), CompiledModule(compile_module(exported)), 2)
-    assert report.passed, report.failures()
-    assert report.argmax_agreement is not None and report.argmax_agreement >= 0.9
-    assert report.halt_agreement == 1.0
+    assert report.passed, report.failures()  # the answers included (`verification.compare`)
+    if dtype == DType.FLOAT32:
+        assert report.argmax_agreement is not None and report.halt_agreement == 1.0
+    else:  # against the float32 truth over 32 rows, relative to PyTorch's own bf16
+        assert report.reduced is not None and report.rows >= 32
+        assert {a.what for a in report.reduced.answers} == {"argmax", "halt"}
 
 
 def test_step_abi(model, tmp_path: Path):

@@ -147,8 +147,8 @@ def compile_module(
         elif prepared.promoted:
             notes.append(
                 f"bfloat16 computed in float32 on {options.cpu_target().name}, bf16 at the "
-                "module's inputs and outputs: faster than bf16 arithmetic where the CPU has "
-                "none, and closer to the float32 truth (--bf16-compute bfloat16: bf16 products)"
+                "module's inputs and outputs: closer to the float32 truth than bf16 arithmetic "
+                "(--bf16-compute bfloat16: bf16 products)"
             )
         if prepared.promoted:
             dtype = DType.FLOAT32
