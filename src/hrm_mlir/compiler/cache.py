@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from hrm_mlir.core.types import DType
     from hrm_mlir.exporter.params import Params
     from hrm_mlir.models.config import ReasoningConfig
+    from hrm_mlir.models.hrm import HRM
     from hrm_mlir.runtime.module import CompiledModule
 
 FORMAT = "hrm-mlir-cache/1"
@@ -413,8 +414,11 @@ def compile_act(
 
     store = ArtifactCache() if cache else None
     key, key_fields = "", dict[str, Any]()  # the entry's, when the cache is used
-    if store is not None:
-        mode, _ = choose_params(params, weight_bytes(checkpoint.build_model(dtype)))
+    # the checkpoint's model, built once: its weights' size chooses the params mode of the key,
+    # and its tensors are the external parameters a hit serves and a miss checks before storing
+    model = checkpoint.build_model(dtype) if cache else None
+    if store is not None and model is not None:
+        mode, _ = choose_params(params, weight_bytes(model))
         key, key_fields = act_key(
             checkpoint, dtype=dtype, batch_size=batch_size, params=mode, options=options
         )
@@ -422,7 +426,7 @@ def compile_act(
             found = store.get(key, key_fields)
             if found is not None:
                 entry, vmfb = found
-                tensors = _served(checkpoint, dtype, entry.doc.get("parameters"))
+                tensors = _served(model, entry.doc.get("parameters"))
                 try:
                     module = CompiledModule(vmfb, driver=driver, parameters=tensors)
                 except RuntimeFailure as e:
@@ -446,8 +450,8 @@ def compile_act(
     tensors = exported.parameters or None
     module = CompiledModule(vmfb, driver=driver, parameters=tensors)
     stored = None
-    if store is not None:
-        names = _servable(checkpoint, dtype, exported.parameters)
+    if store is not None and model is not None:
+        names = _servable(model, exported.parameters)
         if str(exported.options.params) != key_fields["params"]:
             names = None  # the export chose otherwise than the key says: not this key's
         if names is None:
@@ -464,9 +468,7 @@ def compile_act(
     return CompiledAct(vmfb, module, exported.config, tensors, False, stored)
 
 
-def _servable(
-    checkpoint: Checkpoint, dtype: DType, parameters: Mapping[str, torch.Tensor]
-) -> list[str] | None:
+def _servable(model: HRM, parameters: Mapping[str, torch.Tensor]) -> list[str] | None:
     """The names of the export's external parameters ([] for none), where the model built
     from the checkpoint gives exactly these tensors under them; None where it does not (a
     parameter the lowering made), and the artifact is then not cached."""
@@ -476,7 +478,7 @@ def _servable(
 
     from hrm_mlir.exporter.archive import parameter_tensors
 
-    rebuilt = parameter_tensors(checkpoint.build_model(dtype))
+    rebuilt = parameter_tensors(model)
     for name, tensor in parameters.items():
         again = rebuilt.get(name)
         if again is None or again.dtype != tensor.dtype or not torch.equal(again, tensor):
@@ -484,9 +486,7 @@ def _servable(
     return sorted(parameters)
 
 
-def _served(
-    checkpoint: Checkpoint, dtype: DType, names: list[str] | None
-) -> dict[str, torch.Tensor] | None:
+def _served(model: HRM, names: list[str] | None) -> dict[str, torch.Tensor] | None:
     """A cached artifact's external parameters, looked up again in the checkpoint's model."""
     if not names:
         return None
@@ -494,7 +494,7 @@ def _served(
         raise Damaged("its sidecar's parameter names are malformed")
     from hrm_mlir.exporter.archive import parameter_tensors
 
-    rebuilt = parameter_tensors(checkpoint.build_model(dtype))
+    rebuilt = parameter_tensors(model)
     missing = [n for n in names if n not in rebuilt]
     if missing:
         raise Damaged(f"the checkpoint has no tensor {missing[0]} for its parameters")
